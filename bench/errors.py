@@ -1,0 +1,21 @@
+"""Errors the CLI turns into one clear line (no traceback unless --debug)."""
+
+
+class BenchError(Exception):
+    """Base class: a user-facing problem with a message that names it and what to do."""
+
+
+class ConfigError(BenchError):
+    """Malformed or unknown configuration."""
+
+
+class DataError(BenchError):
+    """Missing, unreadable or corrupt data."""
+
+
+class PluginError(BenchError):
+    """A method plugin that cannot be found or breaks the method contract."""
+
+
+class TrainingError(BenchError):
+    """Training cannot go on (NaN loss, collapse with --stop-on-collapse, ...)."""

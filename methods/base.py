@@ -1,0 +1,69 @@
+"""The method contract every SSL plugin implements.
+
+A method is an ``nn.Module`` that owns its backbone (and heads, teachers, ...). The trainer gives it
+the augmented views it asked for and optimises whatever ``training_loss`` returns:
+
+    class MyMethod(Method):
+        name = "my-method"
+        views = [ViewSpec.simclr(), ViewSpec.simclr()]   # one tensor per entry reaches the loss
+
+        def __init__(self, backbone, temperature=0.1): ...
+        def training_loss(self, views):                  # list[Tensor (B, 3, h, w)], normalised
+            return loss  # scalar, or {"loss": loss, "term": value, "embedding": feats_of_view0}
+        def on_step_end(self, step, total_steps): ...    # optional (EMA teachers, schedules)
+        @property
+        def encoder(self): return self.backbone          # what the probes evaluate
+
+A dict result may carry ``"embedding"``: detached encoder features (B, D) of ``views[0]``; the
+trainer feeds them to the online linear probe and the collapse monitors instead of running the
+encoder again.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from bench.augment import ViewSpec
+
+
+class Method(nn.Module):
+    #: registry name (``bench run --method NAME``)
+    name: ClassVar[str] = ""
+    #: one ViewSpec per view ``training_loss`` receives (the same order)
+    views: ClassVar[list[ViewSpec]] = []
+    #: False for baselines that are evaluated without training (random init)
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, backbone: nn.Module, **hparams):
+        super().__init__()
+        if hparams:
+            raise TypeError(f"{type(self).__name__} got unknown hyper-parameters: {sorted(hparams)}")
+        self.backbone = backbone
+
+    def training_loss(self, views: list[torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Called after every optimiser step (EMA updates, schedules)."""
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The module the probes evaluate: maps (B, 3, H, W) images to (B, D) features."""
+        return self.backbone
+
+
+def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
+                   last_bn: bool = False) -> nn.Sequential:
+    """Linear-BN-ReLU blocks then a final Linear (SimCLR / Barlow Twins projector)."""
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_layers - 1):
+        layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*layers)
