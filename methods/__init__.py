@@ -43,8 +43,8 @@ def validate_method_class(cls: object) -> None:
                           or not all(isinstance(v, ViewSpec) for v in views)):
         raise PluginError(f"plugin {label} must set `views` to a non-empty list of bench.augment.ViewSpec")
     init_params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if not init_params or init_params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
-                                                       inspect.Parameter.POSITIONAL_OR_KEYWORD):
+    if (not init_params or init_params[0].default is not inspect.Parameter.empty
+            or init_params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)):
         raise PluginError(f"plugin {label}: __init__ must take the backbone as its first argument: __init__(self, backbone, **hparams)")
     if cls.trainable:
         if cls.training_loss is Method.training_loss:

@@ -1,0 +1,105 @@
+"""Run configuration: a recipe YAML (``recipes/<name>.yaml``) plus command-line overrides,
+validated by pydantic so a typo is an error with a "did you mean", not a silently ignored key."""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from bench.errors import ConfigError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a training run (the record stores it in full, with its hash)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str
+    method_kwargs: dict[str, Any] = {}
+    backbone: str = "resnet18"
+    backbone_kwargs: dict[str, Any] = {}
+    img_size: int = 32
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: Literal["lars", "sgd", "adamw"] = "lars"
+    lr: float = 0.3                 # base lr for a batch of 256; scaled linearly with batch_size
+    weight_decay: float = 1e-6
+    momentum: float = 0.9           # sgd / lars
+    warmup_epochs: float = 1.0      # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    channels_last: bool = True
+    online_probe: bool = True
+    stop_on_collapse: bool = False
+
+    @field_validator("batch_size", "img_size")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be > 0")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @property
+    def scaled_lr(self) -> float:
+        return self.lr * self.batch_size / 256
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A recipe by name (``recipes/<name>.yaml``) or by path; returns the raw mapping."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        hint = get_close_matches(str(name_or_path), available_recipes(), n=1)
+        raise ConfigError(f"recipe {name_or_path!r} not found" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; known: {', '.join(available_recipes())}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """Recipe values, then overrides that are not None. Unknown keys -> ConfigError with a hint."""
+    data: dict[str, Any] = load_recipe(recipe) if recipe else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("method_kwargs", "backbone_kwargs"):
+            data[key] = {**data.get(key, {}), **value}
+        else:
+            data[key] = value
+    unknown = [k for k in data if k not in TrainConfig.model_fields]
+    if unknown:
+        k = unknown[0]
+        hint = get_close_matches(k, list(TrainConfig.model_fields), n=1)
+        raise ConfigError(f"unknown config key {k!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + (f" in recipe {recipe}" if recipe else ""))
+    try:
+        return TrainConfig(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"bad config value for {where!r}: {err['msg']} (got {err.get('input')!r})") from None

@@ -1,0 +1,145 @@
+"""Benchmark runs: ``train_run`` trains (or, for baselines, just initialises) a method and saves the
+encoder + a ``run.json`` summary in a run folder; ``probe_run`` evaluates that encoder with the
+benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI's ``train``,
+``probe``, ``run`` and ``demo`` are thin layers over these three functions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench.backbones import create_backbone
+from bench.benchmarks import Benchmark
+from bench.config import TrainConfig
+from bench.data import ImageData, load_split
+from bench.errors import BenchError, ConfigError, TrainingError
+from bench.io import atomic_write_bytes, atomic_write_json
+from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
+                           git_sha, new_run_id, write_record)
+from methods import get_method
+from probes.evaluate import evaluate_encoder
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BenchData:
+    train: ImageData
+    eval: ImageData
+
+    @property
+    def fingerprint(self) -> str:
+        text = f"{self.train.split}:{self.train.fingerprint}\n{self.eval.split}:{self.eval.fingerprint}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None) -> BenchData:
+    return BenchData(train=load_split(benchmark.data, benchmark.train_split, data_root=data_root, cache_dir=cache_dir),
+                     eval=load_split(benchmark.data, benchmark.eval_split, data_root=data_root, cache_dir=cache_dir))
+
+
+def build_method(cfg: TrainConfig):
+    """Backbone + method from a config; seeded so a seed gives the same initial weights."""
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(cfg.backbone, cfg.img_size, **cfg.backbone_kwargs)
+    method_cls = get_method(cfg.method)
+    try:
+        return method_cls(backbone, **cfg.method_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"method {cfg.method!r} rejected its hyper-parameters {cfg.method_kwargs}: {e}") from None
+
+
+def _record_base(info: dict, benchmark: Benchmark, data: BenchData) -> dict:
+    config = info["config"]
+    return dict(
+        run_id=info["run_id"], method=info["method"], backbone=config["backbone"], recipe=info.get("recipe"),
+        benchmark=BenchmarkRef(name=benchmark.name, version=benchmark.version),
+        data=DataRef(spec=benchmark.data, fingerprint=data.fingerprint), seed=config["seed"],
+        config=config, config_hash=config_hash(config), git_sha=git_sha(REPO_ROOT),
+        env=collect_env(), hardware=collect_hardware(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = "runs", recipe: str | None = None,
+              data: BenchData | None = None, results_dir: str | Path | None = None, progress: bool = True,
+              data_root: str | None = None, cache_dir: str | None = None) -> Path:
+    """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
+    A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises."""
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    method = build_method(cfg)
+    info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
+            "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id,
+            "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
+    run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
+    if method.trainable and cfg.epochs > 0:
+        from bench.train import fit
+        start = time.perf_counter()
+        try:
+            result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
+                         num_classes=len(data.train.classes), progress=progress)
+        except TrainingError as e:
+            if results_dir is not None:
+                write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
+                                       wall_time_s=time.perf_counter() - start, images_seen=0, scores={},
+                                       selected={}), results_dir)
+            raise
+        info["train"] = {"train_time_s": result.train_time_s, "images_seen": result.images_seen,
+                         "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
+                         "monitor_history": result.monitor_history}
+    buf = io.BytesIO()
+    torch.save(method.encoder.state_dict(), buf)
+    atomic_write_bytes(run_dir / "encoder.pt", buf.getvalue())
+    atomic_write_json(run_dir / "run.json", info)
+    return run_dir
+
+
+def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the encoder saved by ``train_run`` (weights loaded with weights_only=True)."""
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        state = torch.load(run_dir / "encoder.pt", map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise BenchError(f"{run_dir} is not a readable run folder (needs run.json + encoder.pt): {e}") from None
+    method = build_method(TrainConfig(**info["config"]))
+    method.encoder.load_state_dict(state)
+    return method.encoder, info
+
+
+def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path = "results",
+              data: BenchData | None = None, probes: tuple[str, ...] = ("knn", "linear"),
+              data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
+    """Probe a trained run's frozen encoder on the benchmark and write its record."""
+    start = time.perf_counter()
+    encoder, info = load_encoder(run_dir)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir)
+    train = info["train"]
+    record = RunRecord(
+        **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
+        wall_time_s=train["train_time_s"] + time.perf_counter() - start, train_time_s=train["train_time_s"],
+        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=train["images_seen"],
+        epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
+        holdout=report.get("holdout", {}), monitors=train["monitors"],
+    )
+    write_record(record, results_dir)
+    return record
+
+
+def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | Path = "results",
+                  runs_dir: str | Path = "runs", recipe: str | None = None, data: BenchData | None = None,
+                  progress: bool = True, probes: tuple[str, ...] = ("knn", "linear"),
+                  data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
+    """Train + probe + record."""
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    run_dir = train_run(cfg, benchmark, runs_dir=runs_dir, recipe=recipe, data=data, results_dir=results_dir,
+                        progress=progress)
+    return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir)

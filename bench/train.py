@@ -1,0 +1,205 @@
+"""One Lightning setup that trains every method.
+
+``SSLModule`` wraps a :class:`methods.base.Method`: it augments uint8 batches on the device into the
+views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine),
+trains an online linear probe on detached features and logs collapse monitors every epoch.
+``fit(method, data, cfg, run_dir)`` runs it and returns what the run record needs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+from bench.augment import ViewAugmenter
+from bench.config import TrainConfig
+from bench.errors import TrainingError
+from bench.monitors import collapse_metrics, is_collapsed
+from methods.base import Method
+
+MONITOR_ROWS = 2048  # features kept per epoch for the collapse monitors
+
+
+class _BatchIndexed(Dataset):
+    """Indexed by a list of indices: one tensor gather per batch, no per-image Python work."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        idx = torch.as_tensor(idx)
+        return self.images[idx], self.labels[idx]
+
+
+def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
+    ds = _BatchIndexed(images, labels)
+    if len(ds) < batch_size:
+        raise TrainingError(f"batch size {batch_size} is larger than the training set ({len(ds)} images); lower --batch-size")
+    gen = torch.Generator().manual_seed(seed)
+    sampler = BatchSampler(RandomSampler(ds, generator=gen), batch_size, drop_last=True)
+    return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
+    """lr multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class SSLModule(L.LightningModule):
+    def __init__(self, method: Method, cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
+        super().__init__()
+        self.method, self.cfg = method, cfg
+        self.augment = ViewAugmenter(method.views, cfg.img_size)
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = max(1, steps_per_epoch * cfg.epochs)
+        self.online_probe = nn.Linear(method.encoder.embed_dim, num_classes) if cfg.online_probe else None
+        self.images_seen = 0
+        self._monitor_feats: list[torch.Tensor] = []
+        self.monitor_history: list[dict] = []
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        views = self.augment(images)
+        if self.cfg.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        out = self.method.training_loss(views)
+        terms = out if isinstance(out, dict) else {"loss": out}
+        loss = terms.get("loss")
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise TrainingError(f"method {self.method.name!r}: training_loss must return a scalar tensor "
+                                f"(or a dict with a scalar 'loss'), got {type(loss).__name__}"
+                                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+        if not torch.isfinite(loss):
+            raise TrainingError(f"method {self.method.name!r}: loss is {loss.item()} at step {self.global_step} "
+                                f"(epoch {self.current_epoch}); lower the lr or check the loss")
+        emb = terms.get("embedding")
+        if emb is None:
+            with torch.no_grad():
+                emb = self.method.encoder(views[0])
+        emb = emb.detach().float()
+        self.images_seen += sum(len(v) for v in views)
+        if sum(len(f) for f in self._monitor_feats) < MONITOR_ROWS:
+            self._monitor_feats.append(emb[: MONITOR_ROWS].cpu())
+        logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
+                if k != "embedding" and isinstance(v, torch.Tensor) and v.ndim == 0}
+        total = loss
+        if self.online_probe is not None:
+            logits = self.online_probe(emb)
+            probe_loss = F.cross_entropy(logits, labels)
+            total = loss + probe_loss
+            logs["online/acc"] = (logits.argmax(1) == labels).float().mean() * 100
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        return total
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.method.on_step_end(self.global_step, self.total_steps)
+
+    def on_train_epoch_end(self):
+        if not self._monitor_feats:
+            return
+        metrics = collapse_metrics(torch.cat(self._monitor_feats)[:MONITOR_ROWS])
+        self._monitor_feats = []
+        metrics["epoch"] = self.current_epoch
+        self.monitor_history.append(metrics)
+        self.log_dict({f"monitor/{k}": float(v) for k, v in metrics.items() if k != "epoch"})
+        if is_collapsed(metrics):
+            msg = (f"representation collapsed at epoch {self.current_epoch}: feature_std={metrics['feature_std']:.3g}, "
+                   f"effective_rank={metrics['effective_rank']:.3g}")
+            warnings.warn(msg, stacklevel=1)
+            if self.cfg.stop_on_collapse:
+                self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for name, p in self.method.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)  # biases and norm weights: no wd, no LARS
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if self.online_probe is not None:
+            groups.append({"params": list(self.online_probe.parameters()), "weight_decay": 0.0,
+                           "lr": 0.1 if cfg.optimizer != "adamw" else 1e-3})
+        lr = cfg.scaled_lr
+        if cfg.optimizer == "lars":
+            from timm.optim import Lars
+            opt = Lars(groups, lr=lr, momentum=cfg.momentum)
+        elif cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+        else:
+            opt = torch.optim.AdamW(groups, lr=lr)
+        warmup = int(cfg.warmup_epochs * self.steps_per_epoch)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.total_steps, warmup, cfg.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@dataclass
+class TrainResult:
+    encoder: nn.Module
+    images_seen: int
+    train_time_s: float
+    epochs: int
+    monitors: dict = field(default_factory=dict)          # last epoch's collapse metrics
+    monitor_history: list = field(default_factory=list)
+    collapsed: bool = False
+    checkpoint: str | None = None
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, run_dir: str | Path,
+        num_classes: int | None = None, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Train ``method`` on uint8 ``images`` (labels feed only the online probe); checkpoints under run_dir."""
+    run_dir = Path(run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+    num_classes = num_classes or int(labels.max()) + 1
+    module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader))
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last)
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1)
+    callbacks: list[Callback] = [ckpt]
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+        callbacks.append(RichProgressBar(leave=True))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator="auto", devices=1, precision=_precision(cfg),
+        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""), default_root_dir=run_dir,
+        gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
+    elapsed = time.perf_counter() - start
+    history = module.monitor_history
+    monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
+    return TrainResult(
+        encoder=method.encoder, images_seen=module.images_seen, train_time_s=elapsed,
+        epochs=trainer.current_epoch, monitors=monitors, monitor_history=history,
+        collapsed=bool(history) and is_collapsed(history[-1]), checkpoint=str(last) if last.exists() else None,
+    )
