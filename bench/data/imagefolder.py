@@ -1,0 +1,185 @@
+"""ImageFolder reader: ``root/<class>/<image>`` decoded once into a uint8 (N, 3, S, S) array that is
+cached on disk as a memory-mapped ``.npy`` file keyed by root + file list + size, so every later
+run opens it in milliseconds. Every file is hashed while decoding; the data fingerprint is the
+sha256 over ``relpath<TAB>sha256`` lines, and a ``MANIFEST.tsv`` beside the splits (columns
+split, class, file, sha256) is checked when present."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from bench.errors import DataError
+from bench.io import atomic_write_json
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+CACHE_VERSION = 2  # bump when decoding changes
+
+
+@dataclass
+class ImageData:
+    """A decoded split: ``images`` uint8 (N, 3, S, S) (memory-mapped), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    fingerprint: str
+    spec: str
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def scan_imagefolder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Sorted class folders and (relpath, label) pairs in sorted order, as ImageFolder assigns them."""
+    if not split_dir.is_dir():
+        raise DataError(f"image folder {split_dir} does not exist")
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"image folder {split_dir} has no class sub-folders (expected {split_dir}/<class>/<image>)")
+    files = []
+    for label, cls in enumerate(classes):
+        names = sorted(f.name for f in (split_dir / cls).iterdir()
+                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not names:
+            raise DataError(f"class folder {split_dir / cls} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        files += [(f"{cls}/{n}", label) for n in names]
+    return classes, files
+
+
+def decode_image(path: Path, data: bytes) -> torch.Tensor:
+    """Encoded bytes -> uint8 (3, H, W) RGB; a DataError naming the file if it cannot be decoded."""
+    import io
+
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except Exception as e:  # noqa: BLE001 - any decoder failure means a corrupt or unsupported file
+        raise DataError(f"cannot decode image {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def resize_center(img: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size): bicubic resize of the short side, centre crop."""
+    h, w = img.shape[-2:]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        x = F.interpolate(img[None].float(), size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        img = x[0, :, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
+    return img
+
+
+def read_manifest(root: Path) -> dict[str, str] | None:
+    """``split/class/file`` -> sha256 from ``root/MANIFEST.tsv``, or None if there is none."""
+    path = root / "MANIFEST.tsv"
+    if not path.is_file():
+        return None
+    out = {}
+    for line in path.read_text().splitlines()[1:]:
+        if line.strip():
+            split, cls, name, digest = line.split("\t")
+            out[f"{split}/{cls}/{name}"] = digest
+    return out
+
+
+def _cache_key(split_dir: Path, files: list[tuple[str, int]], size: int | None) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}\n{split_dir.resolve()}\n{size}\n".encode())
+    for rel, label in files:
+        st = (split_dir / rel).stat()
+        h.update(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool) -> str:
+    """Decode every file into a new .npy at out_path; returns the fingerprint."""
+    first = decode_image(split_dir / files[0][0], (split_dir / files[0][0]).read_bytes())
+    shape = tuple(first.shape[-2:])
+    side = size or min(shape)
+    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
+    fp = hashlib.sha256()
+    iterator = files
+    if progress:
+        from rich.progress import track
+        iterator = track(files, description=f"decoding {split_dir}", transient=True)
+    try:
+        for i, (rel, _) in enumerate(iterator):
+            path = split_dir / rel
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+            digest = hashlib.sha256(data).hexdigest()
+            if manifest is not None:
+                expected = manifest.get(f"{split}/{rel}")
+                if expected is None:
+                    raise DataError(f"{path} is not listed in {split_dir.parent / 'MANIFEST.tsv'}")
+                if expected != digest:
+                    raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
+            img = decode_image(path, data)
+            if size is None and tuple(img.shape[-2:]) != shape:
+                raise DataError(f"{path} is {img.shape[-1]}x{img.shape[-2]} but the folder's first image is "
+                                f"{shape[1]}x{shape[0]}; pass a size to resize on decode")
+            arr[i] = resize_center(img, side).numpy()
+            fp.update(f"{rel}\t{digest}\n".encode())
+        arr.flush()
+        del arr
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return fp.hexdigest()
+
+
+def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_dir: str | Path,
+                     spec: str = "", split: str = "", check_manifest: bool = True,
+                     progress: bool = False) -> ImageData:
+    """Decode (once) and memory-map ``split_dir/<class>/<image>``; see the module docstring."""
+    split_dir = Path(split_dir)
+    classes, files = scan_imagefolder(split_dir)
+    if check_manifest:
+        manifest = read_manifest(split_dir.parent)
+        if manifest is not None:
+            listed = {k for k in manifest if k.startswith(f"{split_dir.name}/")}
+            missing = listed - {f"{split_dir.name}/{rel}" for rel, _ in files}
+            if missing:
+                raise DataError(f"{len(missing)} file(s) listed in MANIFEST.tsv are missing from {split_dir}, "
+                                f"e.g. {sorted(missing)[0]}")
+    else:
+        manifest = None
+    key = _cache_key(split_dir, files, size)
+    cache = Path(cache_dir) / "images"
+    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
+    meta = None
+    if npy.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = None
+    if meta is None:
+        cache.mkdir(parents=True, exist_ok=True)
+        fingerprint = _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress)
+        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes}
+        atomic_write_json(meta_path, meta)
+    try:
+        arr = np.load(npy, mmap_mode="c")
+    except (OSError, ValueError) as e:
+        npy.unlink(missing_ok=True)
+        raise DataError(f"image cache {npy} is unreadable ({e}); it was removed, run again to rebuild it") from None
+    if arr.shape[0] != len(files):
+        npy.unlink(missing_ok=True)
+        raise DataError(f"image cache {npy} has {arr.shape[0]} images, expected {len(files)}; removed, run again")
+    labels = torch.tensor([label for _, label in files], dtype=torch.long)
+    return ImageData(images=torch.from_numpy(arr), labels=labels, classes=classes,
+                     fingerprint=meta["fingerprint"], spec=spec or f"imagefolder:{split_dir.parent}",
+                     split=split or split_dir.name)
