@@ -102,8 +102,8 @@ def cmd_benchmarks(args) -> int:
     from bench.benchmarks import available_benchmarks
     from rich.table import Table
     table = Table("benchmark", "data", "eval px", "headline", "description")
-    for bid, b in available_benchmarks().items():
-        table.add_row(bid + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
+    for b in available_benchmarks():
+        table.add_row(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
                       str(b.img_size), b.headline, b.description)
     _console().print(table)
     return 0

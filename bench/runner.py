@@ -24,7 +24,6 @@ from bench.io import atomic_write_bytes, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
 from methods import get_method
-from probes.evaluate import evaluate_encoder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +59,7 @@ def _record_base(info: dict, benchmark: Benchmark, data: BenchData) -> dict:
     config = info["config"]
     return dict(
         run_id=info["run_id"], method=info["method"], backbone=config["backbone"], recipe=info.get("recipe"),
-        benchmark=BenchmarkRef(name=benchmark.name, version=benchmark.version),
+        benchmark=BenchmarkRef(name=benchmark.name, version=benchmark.version, spec_hash=benchmark.spec_hash()),
         data=DataRef(spec=benchmark.data, fingerprint=data.fingerprint), seed=config["seed"],
         config=config, config_hash=config_hash(config), git_sha=git_sha(REPO_ROOT),
         env=collect_env(), hardware=collect_hardware(),
@@ -118,6 +117,7 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
               data: BenchData | None = None, probes: tuple[str, ...] = ("knn", "linear"),
               data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
     """Probe a trained run's frozen encoder on the benchmark and write its record."""
+    from probes.evaluate import evaluate_encoder  # training never needs the probes
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
     data = data or load_benchmark_data(benchmark, data_root, cache_dir)

@@ -1,0 +1,204 @@
+"""Run records: one JSON file per (run, benchmark version) under ``results/<benchmark-id>/<run_id>.json``.
+
+A record says what ran (method, backbone, full config + hash, code version, data fingerprint,
+environment, hardware), what it cost (wall time, images seen) and what it scored (percent, with the
+probe hyper-parameters selected on the train hold-out). Records know nothing of training internals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.errors import BenchError
+from bench.io import atomic_write_json
+
+__all__ = ["BenchmarkRef", "DataRef", "RunRecord", "collect_env", "collect_hardware", "config_hash", "git_sha",
+           "load_record", "load_records", "new_run_id", "write_record"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BenchmarkRef(_Strict):
+    name: str
+    version: int
+    spec_hash: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+
+class DataRef(_Strict):
+    spec: str
+    fingerprint: str
+
+
+class RunRecord(_Strict):
+    schema_version: int = 1
+    run_id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # becomes a file name
+    status: Literal["ok", "failed", "collapsed"]
+    method: str
+    backbone: str
+    recipe: str | None = None
+    benchmark: BenchmarkRef
+    data: DataRef
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    git_sha: str | None
+    env: dict[str, Any]
+    hardware: dict[str, Any]
+    wall_time_s: float
+    train_time_s: float = 0.0
+    probe_time_s: float = 0.0
+    images_seen: int
+    epochs: int = 0
+    scores: dict[str, float]
+    selected: dict[str, dict[str, Any]]
+    holdout: dict[str, float] = {}
+    monitors: dict[str, float] = {}
+    error: str | None = None
+    created_at: str
+
+    @field_validator("scores")
+    @classmethod
+    def _percent(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, s in v.items():
+            if not (math.isfinite(s) and 0.0 <= s <= 100.0):
+                raise ValueError(f"score {k}={s} is not a finite percentage in [0, 100]")
+        return v
+
+    @model_validator(mode="after")
+    def _status_consistent(self) -> RunRecord:
+        if self.status == "ok" and not self.scores:
+            raise ValueError("a record with status 'ok' needs at least one score")
+        if self.status == "failed" and not self.error:
+            raise ValueError("a record with status 'failed' needs an error message")
+        return self
+
+
+def config_hash(config: dict) -> str:
+    """sha256 (first 16 hex) of the config's canonical JSON (sorted keys, compact)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _version(*dists: str) -> str | None:
+    for d in dists:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def collect_env() -> dict:
+    """Python, key package versions (None when not installed) and the platform string."""
+    env: dict[str, Any] = {"python": platform.python_version()}
+    for key, dists in {"torch": ("torch",), "torchvision": ("torchvision",), "timm": ("timm",),
+                       "lightning": ("lightning",), "faiss": ("faiss-cpu", "faiss-gpu-cu12", "faiss-gpu", "faiss"),
+                       "numpy": ("numpy",)}.items():
+        env[key] = _version(*dists)
+    env["platform"] = platform.platform()
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def collect_hardware() -> dict:
+    """CPU model and count, RAM (GiB) and, when CUDA is available, GPU name and count."""
+    hw: dict[str, Any] = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": None,
+                          "gpu": None, "gpu_count": 0}
+    try:
+        hw["ram_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import torch
+        if torch.cuda.is_available():
+            hw["gpu"], hw["gpu_count"] = torch.cuda.get_device_name(0), torch.cuda.device_count()
+    except Exception:  # no torch / broken driver: record what we know
+        pass
+    return hw
+
+
+def git_sha(repo_root: str | os.PathLike) -> str | None:
+    """``git rev-parse HEAD`` of repo_root, with ``-dirty`` when the tree has changes; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo_root), *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+    try:
+        sha = git("rev-parse", "HEAD")
+        return sha + ("-dirty" if git("status", "--porcelain") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def new_run_id(method: str, seed: int) -> str:
+    """``20250101T120000Z-simclr-s0-a1b2c3``: sortable by time, unique, safe as a file name."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("._") or "method"
+    return f"{stamp}-{safe}-s{seed}-{secrets.token_hex(3)}"
+
+
+def write_record(record: RunRecord, results_dir: str | os.PathLike) -> Path:
+    """Write ``results_dir/<benchmark-id>/<run_id>.json`` atomically; an existing file is never replaced."""
+    path = Path(results_dir) / record.benchmark.id / f"{record.run_id}.json"
+    if path.exists():
+        raise BenchError(f"record {path} already exists; refusing to overwrite it (run ids must be unique)")
+    return atomic_write_json(path, record.model_dump(mode="json"))
+
+
+def _one_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "record"
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def load_record(path: str | os.PathLike) -> RunRecord:
+    """Read and validate one record; unreadable, non-JSON or off-schema files raise a one-line BenchError."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BenchError(f"cannot read run record {path}: {e.strerror or e}") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise BenchError(f"run record {path} is not valid JSON: {str(e).splitlines()[0]}") from None
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        raise BenchError(f"run record {path} does not match the schema: {_one_line(e)}") from None
+
+
+def load_records(results_dir: str | os.PathLike, benchmark_id: str | None = None) -> list[RunRecord]:
+    """All records under ``results_dir/<id>/*.json`` (one benchmark id, or all); [] if the folder is absent."""
+    root = Path(results_dir)
+    pattern = f"{_glob_escape(benchmark_id)}/*.json" if benchmark_id else "*/*.json"
+    return [load_record(p) for p in sorted(root.glob(pattern)) if p.is_file()]
+
+
+def _glob_escape(s: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", s)

@@ -1,0 +1,105 @@
+"""Run records: schema checks, JSON round trip, atomic no-overwrite writes, one-line load errors."""
+
+import json
+
+import pytest
+
+from bench.errors import BenchError
+from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash, git_sha,
+                           load_record, load_records, new_run_id, write_record)
+
+
+def make_record(**kw) -> RunRecord:
+    config = {"method": "simclr", "seed": 0, "lr": 0.3}
+    base = dict(run_id=new_run_id("simclr", 0), status="ok", method="simclr", backbone="resnet18", recipe="simclr",
+                benchmark=BenchmarkRef(name="imagenette-mini", version=1, spec_hash="abc"),
+                data=DataRef(spec="imagenette-mini", fingerprint="f" * 64), seed=0, config=config,
+                config_hash=config_hash(config), git_sha="deadbeef", env={"python": "3.11"}, hardware={"cpu_count": 2},
+                wall_time_s=12.5, images_seen=1000, scores={"linear_top1": 71.25, "knn_top1": 60.0},
+                selected={"linear": {"lr": 0.1, "wd": 0.0}, "knn": {"k": 20, "t": 0.07}}, created_at="2025-01-01T00:00:00+00:00")
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def test_round_trip_and_layout(tmp_path):
+    rec = make_record(holdout={"linear_top1": 70.0}, monitors={"rank": 12.5})
+    path = write_record(rec, tmp_path)
+    assert path == tmp_path / "imagenette-mini-v1" / f"{rec.run_id}.json"
+    assert load_record(path) == rec
+    assert load_records(tmp_path) == [rec] == load_records(tmp_path, "imagenette-mini-v1")
+    assert load_records(tmp_path, "imagenette-mini-v2") == [] and load_records(tmp_path / "absent") == []
+
+
+def test_write_is_atomic_and_refuses_overwrite(tmp_path):
+    rec = make_record()
+    path = write_record(rec, tmp_path)
+    before = path.read_text()
+    with pytest.raises(BenchError, match="already exists"):
+        write_record(make_record(run_id=rec.run_id, scores={"linear_top1": 1.0}), tmp_path)
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"scores": {"linear_top1": 101.0}}, "percentage"),
+    ({"scores": {"linear_top1": -1.0}}, "percentage"),
+    ({"scores": {"linear_top1": float("nan")}}, "percentage"),
+    ({"scores": {}}, "at least one score"),
+    ({"status": "failed", "scores": {}}, "error message"),
+    ({"status": "finished"}, "status"),
+    ({"extra_field": 1}, "extra"),
+    ({"run_id": "../escape"}, "run_id"),
+])
+def test_schema_rejects(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        make_record(**kw)
+
+
+def test_failed_and_collapsed_records_are_valid():
+    assert make_record(status="failed", scores={}, error="NaN loss at step 3").error
+    assert make_record(status="collapsed", scores={}).status == "collapsed"
+
+
+def test_load_errors_name_the_file(tmp_path):
+    bad = tmp_path / "imagenette-mini-v1" / "bad.json"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    with pytest.raises(BenchError, match=r"bad\.json is not valid JSON") as e:
+        load_record(bad)
+    assert "\n" not in str(e.value)
+    with pytest.raises(BenchError, match="bad.json"):
+        load_records(tmp_path)
+    data = make_record().model_dump(mode="json")
+    data["scores"] = {"linear_top1": 200}
+    bad.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match=r"bad\.json does not match the schema: scores"):
+        load_record(bad)
+
+
+def test_helpers(tmp_path):
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1}) != config_hash({"a": 2, "b": [1, 2]})
+    assert len(config_hash({})) == 16
+    a, b = new_run_id("my/method:Cls", 3), new_run_id("my/method:Cls", 3)
+    assert a != b and "/" not in a and ":" not in a and "-s3-" in a
+    env = collect_env()
+    assert {"python", "torch", "torchvision", "timm", "lightning", "faiss", "numpy", "platform"} <= env.keys()
+    assert env["python"] and env["numpy"]
+    hw = collect_hardware()
+    assert hw["cpu_count"] >= 1 and "gpu" in hw
+    assert git_sha(tmp_path) is None  # not a repository
+
+
+def test_git_sha_marks_dirty(tmp_path):
+    import subprocess
+    run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+    try:
+        run("init", "-q")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git not available")
+    (tmp_path / "f.txt").write_text("x")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    sha = git_sha(tmp_path)
+    assert sha and len(sha) == 40
+    (tmp_path / "f.txt").write_text("y")
+    assert git_sha(tmp_path) == sha + "-dirty"
