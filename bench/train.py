@@ -8,6 +8,7 @@ trains an online linear probe on detached features and logs collapse monitors ev
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -27,6 +28,10 @@ from bench.config import TrainConfig
 from bench.errors import TrainingError
 from bench.monitors import collapse_metrics, is_collapsed
 from methods.base import Method
+
+# Lightning sets its loggers to INFO on import (GPU/TPU banners, tips); keep the console for our own output.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MONITOR_ROWS = 2048  # features kept per epoch for the collapse monitors
 

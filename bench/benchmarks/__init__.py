@@ -35,9 +35,9 @@ class Benchmark(BaseModel):
     split_seed: int = 0
     knn_k: tuple[int, ...] = (10, 20, 50, 100)
     knn_t: tuple[float, ...] = (0.02, 0.07, 0.2)
-    linear_lr: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-    linear_wd: tuple[float, ...] = (0.0, 1e-5, 1e-4, 1e-3)
-    linear_epochs: int = 100
+    linear_lr: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    linear_wd: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
+    linear_epochs: int = 30
     linear_batch_size: int = 256
     headline: str = "linear_top1"
     superseded_by: str | None = None

@@ -1,0 +1,75 @@
+"""Frozen-feature extraction (eval mode, resize + centre crop, no augmentation), cached on disk.
+
+The cache key hashes the encoder's weights, the preprocessing and the data key (split +
+fingerprint), so a changed encoder, resolution or dataset can never hit a stale entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.augment import eval_transform
+from bench.io import atomic_write_bytes
+
+FEATURE_CACHE_VERSION = 1
+
+
+def weights_hash(module: nn.Module) -> str:
+    """sha256 over the module's state_dict (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: float, batch_size: int,
+             device: torch.device) -> torch.Tensor:
+    was_training = encoder.training
+    encoder.eval().to(device)
+    cuda = device.type == "cuda"
+    out = []
+    try:
+        for i in range(0, len(images), batch_size):
+            x = eval_transform(images[i:i + batch_size].to(device, non_blocking=True), img_size, crop_pct)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                out.append(encoder(x).float().cpu())
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out)
+
+
+def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int, crop_pct: float = 1.0,
+                     batch_size: int = 256, device=None, cache_dir: str | Path | None = None,
+                     data_key: str | None = None) -> torch.Tensor:
+    """(N, D) float32 CPU features of uint8 (N, 3, S, S) images; cached when cache_dir and data_key are given."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    path = None
+    if cache_dir is not None and data_key is not None:
+        key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{weights_hash(encoder)}|{img_size}|{crop_pct}|{data_key}"
+                             .encode()).hexdigest()[:32]
+        path = Path(cache_dir) / "features" / f"{key}.pt"
+        if path.is_file():
+            try:
+                feats = torch.load(path, map_location="cpu", weights_only=True)
+                if isinstance(feats, torch.Tensor) and feats.ndim == 2 and len(feats) == len(images):
+                    return feats
+                warnings.warn(f"feature cache {path} has the wrong shape; recomputing", stacklevel=2)
+            except Exception as e:  # noqa: BLE001 - any unreadable cache entry is recomputed
+                warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}); recomputing", stacklevel=2)
+    feats = _extract(encoder, images, img_size, crop_pct, batch_size, device)
+    if path is not None:
+        buf = io.BytesIO()
+        torch.save(feats, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return feats

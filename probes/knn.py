@@ -1,0 +1,64 @@
+"""Weighted k-NN on frozen features (Wu et al. 2018; DINO's protocol).
+
+Features are L2-normalised, neighbours found by inner product (= cosine) with faiss, and each
+of the k neighbours votes for its class with weight exp(sim / T):
+
+    score_c(q) = sum_{i in topk(q)} exp(cos(q, x_i) / T) * [y_i = c]
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from probes.result import ProbeResult, pick_best, topk_accuracy
+from probes.selection import holdout_split
+
+
+def knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities and indices of the k nearest train rows for each query: (Q, k) each."""
+    train = np.ascontiguousarray(F.normalize(train_feats.float(), dim=1).numpy())
+    query = np.ascontiguousarray(F.normalize(query_feats.float(), dim=1).numpy())
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(train)
+    sims, idx = index.search(query, min(k, len(train)))
+    return torch.from_numpy(sims), torch.from_numpy(idx).long()
+
+
+def knn_vote(sims: torch.Tensor, idx: torch.Tensor, train_labels: torch.Tensor, k: int, temperature: float,
+             num_classes: int) -> torch.Tensor:
+    """(Q, C) class scores from the first k of pre-computed neighbours (sorted by similarity)."""
+    sims, idx = sims[:, :k], idx[:, :k]
+    weights = (sims / temperature).exp()
+    scores = torch.zeros(len(sims), num_classes, dtype=weights.dtype)
+    return scores.scatter_add_(1, train_labels[idx], weights)
+
+
+def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_feats: torch.Tensor, k: int = 20,
+                 temperature: float = 0.07, num_classes: int | None = None) -> torch.Tensor:
+    """(Q, C) class scores of a cosine k-NN with exp(sim / T) weighted votes (faiss search)."""
+    num_classes = num_classes or int(train_labels.max()) + 1
+    sims, idx = knn_search(train_feats, query_feats, k)
+    return knn_vote(sims, idx, train_labels, k, temperature, num_classes)
+
+
+def knn_probe(train_feats, train_labels, test_feats, test_labels, *, ks=(10, 20, 50, 100),
+              temperatures=(0.02, 0.07, 0.2), holdout_frac: float = 0.1, seed: int = 0,
+              num_classes: int | None = None) -> ProbeResult:
+    """Select (k, T) on a hold-out of train (one faiss search for the whole grid), then score the
+    chosen k-NN over all of train on the test split once."""
+    num_classes = num_classes or int(train_labels.max()) + 1
+    fit, hold = holdout_split(train_labels, holdout_frac, seed)
+    sims, idx = knn_search(train_feats[fit], train_feats[hold], max(ks))
+    grid = {}
+    for k in ks:
+        for t in temperatures:
+            scores = knn_vote(sims, idx, train_labels[fit], min(k, len(fit)), t, num_classes)
+            grid[f"k={k},T={t}"] = topk_accuracy(scores, train_labels[hold], ks=(1,))[0]
+    best = pick_best(grid)
+    k, t = (float(part.split("=")[1]) for part in best.split(","))
+    scores = knn_classify(train_feats, train_labels, test_feats, int(k), t, num_classes)
+    top1, top5 = topk_accuracy(scores, test_labels)
+    return ProbeResult(top1, top5, {"k": int(k), "T": t}, grid[best], grid)

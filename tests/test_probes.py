@@ -1,0 +1,144 @@
+"""Probes: faiss k-NN equals brute force, selection never sees the eval labels, the batched
+linear grid is exact, features are cached by weights + preprocessing + data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench.benchmarks import get_benchmark
+from bench.errors import ConfigError
+from probes.evaluate import evaluate_encoder
+from probes.features import extract_features
+from probes.knn import knn_classify, knn_probe
+from probes.linear import linear_probe, train_linear_grid
+from probes.selection import holdout_split
+
+
+def blobs(n, d=32, c=5, spread=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(c, d, generator=torch.Generator().manual_seed(123)) * 2
+    y = torch.arange(n) % c
+    return centers[y] + spread * torch.randn(n, d, generator=g), y
+
+
+def brute_force_knn(train, train_y, query, k, t, c):
+    sims = F.normalize(query, dim=1) @ F.normalize(train, dim=1).T
+    top, idx = sims.topk(k, dim=1)
+    scores = torch.zeros(len(query), c)
+    return scores.scatter_add_(1, train_y[idx], (top / t).exp())
+
+
+@pytest.mark.parametrize("k,t", [(1, 0.07), (5, 0.1), (20, 0.02)])
+def test_faiss_knn_equals_brute_force(k, t):
+    x, y = blobs(300, spread=3.0)
+    q, _ = blobs(50, spread=3.0, seed=1)
+    ours = knn_classify(x, y, q, k=k, temperature=t, num_classes=5)
+    ref = brute_force_knn(x, y, q, k, t, 5)
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(ours.argmax(1), ref.argmax(1))
+
+
+def test_holdout_split_is_stratified_disjoint_and_deterministic():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    fit, hold = holdout_split(y, 0.1, seed=3)
+    assert len(set(fit.tolist()) & set(hold.tolist())) == 0 and len(fit) + len(hold) == 100
+    assert torch.bincount(y[hold]).tolist() == [5, 3, 2]
+    fit2, hold2 = holdout_split(y, 0.1, seed=3)
+    assert torch.equal(hold, hold2) and not torch.equal(hold, holdout_split(y, 0.1, seed=4)[1])
+
+
+@pytest.mark.parametrize("probe", ["knn", "linear"])
+def test_selection_never_touches_eval_labels(probe):
+    """Shuffling the eval labels changes the reported score but not the selection."""
+    x, y = blobs(400, spread=2.5)
+    xt, yt = blobs(200, spread=2.5, seed=7)
+    shuffled = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(0))]
+    run = (lambda labels: knn_probe(x, y, xt, labels, ks=(1, 5, 20), temperatures=(0.02, 0.2))) if probe == "knn" \
+        else (lambda labels: linear_probe(x, y, xt, labels, lrs=(0.001, 0.1), wds=(0.0, 0.1), epochs=10))
+    clean, corrupt = run(yt), run(shuffled)
+    assert clean.selected == corrupt.selected and clean.grid == corrupt.grid
+    assert clean.holdout_top1 == corrupt.holdout_top1
+    assert clean.top1 > corrupt.top1 + 20
+
+
+def test_knn_selection_follows_train_data():
+    """With noisy labels on train, more neighbours are better; the hold-out picks the largest k."""
+    x, y = blobs(600, spread=2.0)
+    noisy = y.clone()
+    flip = torch.rand(len(y), generator=torch.Generator().manual_seed(1)) < 0.3
+    noisy[flip] = (y[flip] + 1) % 5
+    res = knn_probe(x, noisy, x[:10], y[:10], ks=(1, 50), temperatures=(1.0,))
+    assert res.selected["k"] == 50 and res.grid["k=50,T=1.0"] > res.grid["k=1,T=1.0"]
+
+
+def test_linear_probe_learns_separable_blobs():
+    x, y = blobs(1000, d=64, c=10, spread=1.0)
+    xt, yt = blobs(500, d=64, c=10, spread=1.0, seed=5)
+    res = linear_probe(x, y, xt, yt, epochs=10)
+    assert res.top1 > 95 and res.top5 == 100.0
+    assert set(res.selected) == {"lr", "wd"} and len(res.grid) == 24
+
+
+def test_linear_grid_members_are_independent():
+    """Each member of the batched grid trains exactly as it would alone."""
+    x, y = blobs(300, d=16, c=4, spread=2.0)
+    lrs, wds = torch.tensor([0.01, 0.3, 1.0]), torch.tensor([0.0, 1e-3, 1e-2])
+    w, b = train_linear_grid(x, y, lrs, wds, 4, epochs=5, batch_size=64, seed=0)
+    for i in range(3):
+        wi, bi = train_linear_grid(x, y, lrs[i:i + 1], wds[i:i + 1], 4, epochs=5, batch_size=64, seed=0)
+        assert torch.allclose(w[:, i], wi[:, 0], atol=1e-5) and torch.allclose(b[i], bi[0], atol=1e-5)
+    assert not torch.allclose(w[:, 0], w[:, 2])
+
+
+class CountingEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.conv(x).mean((2, 3))
+
+
+def test_feature_cache_hits_misses_and_recovers(tmp_path):
+    images = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8)
+    enc = CountingEncoder().train()
+    kw = dict(img_size=16, batch_size=8, cache_dir=tmp_path, data_key="train:abc")
+    first = extract_features(enc, images, **kw)
+    assert first.shape == (20, 8) and enc.calls == 3 and enc.training  # mode restored
+    assert torch.equal(extract_features(enc, images, **kw), first) and enc.calls == 3  # hit
+    extract_features(enc, images, **{**kw, "data_key": "train:other"})
+    assert enc.calls == 6  # other data -> miss
+    extract_features(enc, images, **{**kw, "img_size": 12})
+    assert enc.calls == 9  # other preprocessing -> miss
+    with torch.no_grad():
+        enc.conv.weight.add_(1.0)
+    changed = extract_features(enc, images, **kw)
+    assert enc.calls == 12 and not torch.allclose(changed, first)  # new weights -> miss
+    for f in (tmp_path / "features").glob("*.pt"):
+        f.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = extract_features(enc, images, **kw)
+    assert torch.allclose(again, changed)
+
+
+def test_evaluate_encoder_reports_every_probe(tmp_path):
+    from bench.data import ImageData
+    g = torch.Generator().manual_seed(0)
+
+    def split(n, name):
+        labels = torch.arange(n) % 3
+        imgs = (labels.view(-1, 1, 1, 1) * 100 + torch.randint(0, 40, (n, 3, 16, 16), generator=g)).to(torch.uint8)
+        return ImageData(imgs, labels, ["a", "b", "c"], f"fp-{name}", "test", name)
+
+    protocol = get_benchmark("imagenette-mini-v1").model_copy(update={"img_size": 16, "linear_epochs": 3})
+    report = evaluate_encoder(CountingEncoder(), split(60, "train"), split(30, "val"), protocol, cache_dir=tmp_path)
+    assert set(report["scores"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    assert report["scores"]["knn_top1"] > 90  # colour carries the label
+    assert set(report["selected"]) == {"knn", "linear"} and set(report["holdout"]) == {"knn_top1", "linear_top1"}
+    with pytest.raises(ConfigError, match="unknown probe 'attentive'"):
+        evaluate_encoder(CountingEncoder(), split(60, "train"), split(30, "val"), protocol, probes=("attentive",))

@@ -1,0 +1,128 @@
+"""Training: schedules, NaN handling with a failed record, collapse monitors, and real learning."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+import torch
+
+from bench.benchmarks import get_benchmark
+from bench.config import make_config
+from bench.errors import TrainingError
+from bench.monitors import collapse_metrics, is_collapsed
+from bench.records import load_records
+from bench.runner import load_benchmark_data, train_run
+from bench.train import warmup_cosine
+
+NAN_PLUGIN = '''
+import torch
+from bench.augment import ViewSpec
+from methods.base import Method
+
+class Exploding(Method):
+    name = "exploding"
+    views = [ViewSpec()]
+    def training_loss(self, views):
+        return self.backbone(views[0]).mean() * float("nan")
+'''
+
+ZERO_EMBEDDING_PLUGIN = '''
+import torch
+from bench.augment import ViewSpec
+from methods.base import Method
+
+class Constant(Method):
+    name = "constant"
+    views = [ViewSpec()]
+    def training_loss(self, views):
+        h = self.backbone(views[0])
+        return {"loss": h.pow(2).mean(), "embedding": torch.ones_like(h).detach()}
+'''
+
+
+@pytest.fixture(scope="module")
+def mini():
+    bench = get_benchmark("imagenette-mini-v1")
+    return bench, load_benchmark_data(bench)
+
+
+def _small(data, n=256):
+    """The first n training images (enough for a couple of steps)."""
+    from bench.data import ImageData
+    from bench.runner import BenchData
+    t = data.train
+    sub = ImageData(t.images[:n], t.labels[:n], t.classes, t.fingerprint, t.spec, t.split)
+    return BenchData(train=sub, eval=data.eval)
+
+
+def test_warmup_cosine_shape():
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+    values = [warmup_cosine(s, 100, 10) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay after warm-up
+
+
+def test_collapse_monitors():
+    g = torch.Generator().manual_seed(0)
+    healthy = collapse_metrics(torch.randn(512, 64, generator=g))
+    assert healthy["feature_std"] > 0.8 and healthy["effective_rank"] > 40 and not is_collapsed(healthy)
+    same_point = collapse_metrics(torch.ones(512, 64) + 1e-4 * torch.randn(512, 64, generator=g))
+    assert is_collapsed(same_point)
+    on_a_line = collapse_metrics(torch.randn(512, 1, generator=g) * torch.randn(1, 64, generator=g))
+    assert on_a_line["effective_rank"] < 1.5 and is_collapsed(on_a_line)
+
+
+def test_nan_loss_fails_cleanly_with_a_failed_record(tmp_path, mini):
+    bench, data = mini
+    plugin = tmp_path / "exploding.py"
+    plugin.write_text(textwrap.dedent(NAN_PLUGIN))
+    cfg = make_config(None, method=str(plugin), epochs=1, batch_size=64, backbone_kwargs={"stem": "imagenet"})
+    with pytest.raises(TrainingError, match="loss is nan at step 0"):
+        train_run(cfg, bench, runs_dir=tmp_path / "runs", data=_small(data), results_dir=tmp_path / "results",
+                  progress=False)
+    (record,) = load_records(tmp_path / "results", bench.id)
+    assert record.status == "failed" and "nan" in record.error and record.method == "exploding"
+
+
+def test_collapse_is_flagged_and_can_stop_the_run(tmp_path, mini):
+    bench, data = mini
+    plugin = tmp_path / "constant.py"
+    plugin.write_text(textwrap.dedent(ZERO_EMBEDDING_PLUGIN))
+    cfg = make_config(None, method=str(plugin), epochs=3, batch_size=128, stop_on_collapse=True,
+                      backbone_kwargs={"stem": "imagenet"})
+    with pytest.warns(UserWarning, match="representation collapsed at epoch 0"):
+        run_dir = train_run(cfg, bench, runs_dir=tmp_path / "runs", data=_small(data), progress=False)
+    import json
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["train"]["collapsed"] is True
+    assert info["train"]["epochs"] < 3  # stopped early
+
+
+@pytest.mark.slow
+def test_trained_simclr_beats_random_init_on_knn(tmp_path, mini):
+    """A method that 'trains' must learn: SimCLR after a short run beats its own random init on k-NN."""
+    from bench.runner import load_encoder
+    from probes.features import extract_features
+    from probes.knn import knn_classify
+
+    bench, data = mini
+    cfg = make_config("simclr", epochs=8, backbone_kwargs={"stem": "imagenet"}, warmup_epochs=1)
+
+    def knn_top1(encoder):
+        kw = dict(img_size=bench.img_size, crop_pct=bench.crop_pct)
+        tr, va = extract_features(encoder, data.train.images, **kw), extract_features(encoder, data.eval.images, **kw)
+        scores = knn_classify(tr, data.train.labels, va, k=20, temperature=0.07, num_classes=10)
+        return (scores.argmax(1) == data.eval.labels).float().mean().item() * 100
+
+    random_run = train_run(make_config("simclr", epochs=0, backbone_kwargs={"stem": "imagenet"}), bench,
+                           runs_dir=tmp_path / "runs", data=data, progress=False)
+    trained_run = train_run(cfg, bench, runs_dir=tmp_path / "runs", data=data, progress=False)
+    random_acc = knn_top1(load_encoder(random_run)[0])
+    trained_acc = knn_top1(load_encoder(trained_run)[0])
+    assert trained_acc > random_acc + 3, (trained_acc, random_acc)
+    assert not math.isnan(trained_acc)
