@@ -32,6 +32,9 @@ def _console():
 def _add_data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", default="imagenette64-v1",
                    help="benchmark id NAME-vN (see `bench benchmarks`); fixes data, eval resolution and probe protocol")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="run the benchmark's protocol on another dataset, e.g. imagefolder:PATH "
+                        "(results go under custom-<name>-v1, never mixed with the named benchmark)")
     p.add_argument("--data-root", default=None,
                    help="folder holding named datasets such as imagenette64 (default: $BENCH_DATA_ROOT or ../shared/datasets)")
     p.add_argument("--cache-dir", default=None,
@@ -116,11 +119,15 @@ def _print_record(rec) -> None:
                      f"({rec.wall_time_s:.0f}s, {rec.images_seen} views)  -> {rec.run_id}")
 
 
+def _benchmark(args):
+    from bench.benchmarks import adhoc_benchmark, get_benchmark
+    return adhoc_benchmark(args.data, base=args.benchmark) if args.data else get_benchmark(args.benchmark)
+
+
 def cmd_run(args) -> int:
-    from bench.benchmarks import get_benchmark
     from bench.runner import run_benchmark
     cfg, recipe = _config_from_args(args)
-    bench = get_benchmark(args.benchmark)
+    bench = _benchmark(args)
     rec = run_benchmark(cfg, bench, results_dir=args.results, runs_dir=args.runs_dir, recipe=recipe,
                         progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
     _print_record(rec)
@@ -128,19 +135,18 @@ def cmd_run(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from bench.benchmarks import get_benchmark
     from bench.runner import train_run
-    cfg, recipe = _config_from_args(args)
-    run_dir = train_run(cfg, get_benchmark(args.benchmark), runs_dir=args.runs_dir, recipe=recipe,
+    cfg, recipe = (None, None) if args.resume else _config_from_args(args)
+    bench = _benchmark(args)
+    run_dir = train_run(cfg, bench, runs_dir=args.runs_dir, recipe=recipe, resume=args.resume,
                         progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
-    _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {args.benchmark})")
+    _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
     return 0
 
 
 def cmd_probe(args) -> int:
-    from bench.benchmarks import get_benchmark
     from bench.runner import probe_run
-    rec = probe_run(args.run_dir, get_benchmark(args.benchmark), results_dir=args.results,
+    rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
                     data_root=args.data_root, cache_dir=args.cache_dir)
     _print_record(rec)
     return 0
@@ -150,11 +156,17 @@ def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
     from bench.leaderboard import build_leaderboard, render_leaderboard, write_leaderboard
     from bench.records import load_records
-    bench = get_benchmark(args.benchmark)
-    paths = write_leaderboard(bench.id, results_dir=args.results, out_dir=args.out, formats=tuple(args.format),
-                              headline=bench.headline)
-    df = build_leaderboard(load_records(args.results, bench.id), bench.id, headline=bench.headline)
-    print(render_leaderboard(df, "md", title=bench.id))
+    from bench.errors import ConfigError
+    try:
+        bench_id, headline = get_benchmark(args.benchmark).id, get_benchmark(args.benchmark).headline
+    except ConfigError:
+        if not load_records(args.results, args.benchmark):  # ad-hoc (custom-...) ids only need records
+            raise
+        bench_id, headline = args.benchmark, "linear_top1"
+    paths = write_leaderboard(bench_id, results_dir=args.results, out_dir=args.out, formats=tuple(args.format),
+                              headline=headline)
+    df = build_leaderboard(load_records(args.results, bench_id), bench_id, headline=headline)
+    print(render_leaderboard(df, "md", title=bench_id))
     _console().print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -220,10 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train only; saves encoder.pt + run.json in a run folder")
     _add_train_opts(p)
     _add_data_opts(p)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run folder from its last checkpoint (its own config is used)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("probe", help="probe a trained run folder's frozen encoder and write its record")
+    p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")

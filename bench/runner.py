@@ -69,21 +69,32 @@ def _record_base(info: dict, benchmark: Benchmark, data: BenchData) -> dict:
 
 def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = "runs", recipe: str | None = None,
               data: BenchData | None = None, results_dir: str | Path | None = None, progress: bool = True,
-              data_root: str | None = None, cache_dir: str | None = None) -> Path:
+              data_root: str | None = None, cache_dir: str | None = None, resume: str | Path | None = None) -> Path:
     """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
+    ``resume``: an interrupted run folder; training continues from its last checkpoint with its config.
     A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises."""
     data = data or load_benchmark_data(benchmark, data_root, cache_dir)
-    method = build_method(cfg)
-    info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
-            "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id,
-            "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
-    run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
+    if resume is not None:
+        run_dir = Path(resume)
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError) as e:
+            raise BenchError(f"cannot resume {run_dir}: no readable run.json ({e})") from None
+        cfg = TrainConfig(**info["config"])
+        method = build_method(cfg)
+    else:
+        method = build_method(cfg)
+        info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
+                "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id, "status": "running",
+                "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
+        run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
+        atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
-                         num_classes=len(data.train.classes), progress=progress)
+                         num_classes=len(data.train.classes), progress=progress, resume=resume is not None)
         except TrainingError as e:
             if results_dir is not None:
                 write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
@@ -93,6 +104,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         info["train"] = {"train_time_s": result.train_time_s, "images_seen": result.images_seen,
                          "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
                          "monitor_history": result.monitor_history}
+    info["status"] = "trained"
     buf = io.BytesIO()
     torch.save(method.encoder.state_dict(), buf)
     atomic_write_bytes(run_dir / "encoder.pt", buf.getvalue())
@@ -105,9 +117,15 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     run_dir = Path(run_dir)
     try:
         info = json.loads((run_dir / "run.json").read_text())
-        state = torch.load(run_dir / "encoder.pt", map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError) as e:
         raise BenchError(f"{run_dir} is not a readable run folder (needs run.json + encoder.pt): {e}") from None
+    if info.get("status", "trained") != "trained":
+        raise BenchError(f"{run_dir} has not finished training (status {info.get('status')!r}); "
+                         f"continue it with `bench train --resume {run_dir}`")
+    try:
+        state = torch.load(run_dir / "encoder.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise BenchError(f"{run_dir}/encoder.pt is unreadable: {e}".splitlines()[0]) from None
     method = build_method(TrainConfig(**info["config"]))
     method.encoder.load_state_dict(state)
     return method.encoder, info

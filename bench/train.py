@@ -131,6 +131,14 @@ class SSLModule(L.LightningModule):
             if self.cfg.stop_on_collapse:
                 self.trainer.should_stop = True
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "monitor_history": self.monitor_history}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("ssl_bench", {})
+        self.images_seen = state.get("images_seen", 0)
+        self.monitor_history = state.get("monitor_history", [])
+
     def configure_optimizers(self):
         cfg = self.cfg
         decay, no_decay = [], []
@@ -191,7 +199,7 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator="auto", devices=1, precision=_precision(cfg),
-        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""), default_root_dir=run_dir,
+        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=f"resumed-{int(time.time())}" if resume else ""), default_root_dir=run_dir,
         gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
     )

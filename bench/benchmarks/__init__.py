@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "Benchmark", "available_benchmarks", "get_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "adhoc_benchmark", "available_benchmarks", "get_benchmark"]
 
 #: fields that do not change what is measured (left out of ``spec_hash``)
 _NON_PROTOCOL = {"description", "superseded_by"}
@@ -81,3 +81,14 @@ def get_benchmark(name: str) -> Benchmark:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"unknown benchmark {name!r}{hint}; known: {', '.join(sorted(BENCHMARKS))}")
+
+
+def adhoc_benchmark(data: str, base: str = "imagenette64-v1") -> Benchmark:
+    """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``). Its id is
+    ``custom-<dataset>-v1``: such results never mix with the named benchmark's."""
+    import re
+    from pathlib import Path
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(data.split(":", 1)[-1]).name.lower()).strip("-")[:40] or "data"
+    b = get_benchmark(base)
+    return b.model_copy(update={"name": f"custom-{slug}", "version": 1, "data": data, "superseded_by": None,
+                                "description": f"{b.id} protocol on {data}"})

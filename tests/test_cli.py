@@ -1,0 +1,99 @@
+"""The `bench` CLI end to end on a tiny image folder: run, probe, leaderboard, resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from bench.cli import build_parser, main
+from bench.records import load_records
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """3 classes told apart by colour, 24 train / 6 val images each, 32 px."""
+    root = tmp_path_factory.mktemp("tiny")
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 24), ("val", 6)):
+        for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for i in range(n):
+                noise = torch.randint(-30, 30, (32, 32, 3), generator=g)
+                arr = (torch.tensor(colour) + noise).clamp(0, 255).to(torch.uint8).numpy()
+                Image.fromarray(arr).save(root / split / f"class{c}" / f"{i}.png")
+    return root
+
+
+def _common(tmp_path, tiny_folder):
+    return ["--data", f"imagefolder:{tiny_folder}", "--cache-dir", str(tmp_path / "cache"),
+            "--runs-dir", str(tmp_path / "runs"), "--batch-size", "16", "--stem", "imagenet", "--no-progress"]
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    for cmd in ("demo", "run", "train", "probe", "eval", "methods", "benchmarks", "leaderboard"):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([cmd, "--help"])
+        assert info.value.code == 0
+        assert "usage: bench" in capsys.readouterr().out
+
+
+def test_run_probe_and_leaderboard(tmp_path, tiny_folder, capsys):
+    results = tmp_path / "results"
+    for method, epochs in (("simclr", "1"), ("random", "0")):
+        assert main(["run", "--method", method, "--epochs", epochs, "--results", str(results),
+                     *_common(tmp_path, tiny_folder)]) == 0
+    records = load_records(results)
+    assert {r.method for r in records} == {"simclr", "random"}
+    bench_id = records[0].benchmark.id
+    assert bench_id.startswith("custom-") and all(r.benchmark.id == bench_id for r in records)
+    rec = next(r for r in records if r.method == "simclr")
+    assert rec.status == "ok" and rec.images_seen == 2 * 16 * 4 and rec.epochs == 1  # 72 imgs -> 4 steps of 16
+    assert set(rec.scores) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    assert rec.data.fingerprint and rec.config_hash and rec.env["torch"] and rec.selected["knn"]["k"] in (10, 20, 50, 100)
+    capsys.readouterr()
+    assert main(["leaderboard", bench_id, "--results", str(results), "--out", str(tmp_path / "lb"),
+                 "--format", "md", "csv", "tex"]) == 0
+    out = capsys.readouterr().out
+    assert "simclr" in out and "random" in out
+    assert {p.name for p in (tmp_path / "lb" / bench_id).iterdir()} == {"leaderboard.md", "leaderboard.csv",
+                                                                       "leaderboard.tex"}
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
+    from bench.benchmarks import adhoc_benchmark
+    from bench.config import make_config
+    from bench.runner import train_run
+
+    bench = adhoc_benchmark(f"imagefolder:{tiny_folder}")
+    cfg = make_config("simclr", epochs=1, batch_size=16, backbone_kwargs={"stem": "imagenet"})
+    run_dir = train_run(cfg, bench, runs_dir=tmp_path / "runs", progress=False, cache_dir=tmp_path / "cache")
+    # pretend the run was planned for 2 epochs and got interrupted after the first
+    info = json.loads((run_dir / "run.json").read_text())
+    info["config"]["epochs"], info["status"] = 2, "running"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    (run_dir / "encoder.pt").unlink()
+    assert main(["probe", str(run_dir), "--data", f"imagefolder:{tiny_folder}"]) == 2  # not trained yet
+    assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "trained" and info["train"]["epochs"] == 2
+    assert info["train"]["images_seen"] == 2 * 2 * 16 * 4  # both epochs counted
+    assert len(info["train"]["monitor_history"]) == 2
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--method", "simclrr"], "unknown method 'simclrr'"),
+    (["run", "--method", "simclr", "--benchmark", "imagenette-v9"], "unknown benchmark"),
+    (["run", "--method", "simclr", "--set", "epochz=3"], "unknown config key 'epochz' (did you mean 'epochs'?)"),
+    (["run", "--method", "simclr", "--set", "batch_size=-1"], "batch_size"),
+    (["run", "--method", "simclr", "--data", "imagefolder:/no/such/dir"], "does not exist"),
+    (["leaderboard", "imagenette-mini-v1", "--results", "/no/such/results"], "no records"),
+])
+def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err and "Traceback" not in err
