@@ -49,7 +49,8 @@ def eval_transform(images: torch.Tensor, img_size: int, crop_pct: float = 1.0) -
 class ViewSpec:
     """One augmented view. Defaults are SimCLR's ImageNet recipe (blur off: it hurts at <= 64 px)."""
 
-    size: int | None = None            # output side in pixels; None = the run's --img-size
+    size: int | None = None            # output side in pixels; None = the run's --img-size x size_frac
+    size_frac: float = 1.0             # e.g. 0.5 for DINO's local crops
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -70,7 +71,7 @@ class ViewSpec:
         return cls(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=blur_p, solarize_p=solarize_p, **kw)
 
     def with_size(self, size: int) -> "ViewSpec":
-        return self if self.size is not None else replace(self, size=size)
+        return self if self.size is not None else replace(self, size=max(1, round(size * self.size_frac)))
 
     def to_dict(self) -> dict:
         return asdict(self)
