@@ -47,10 +47,13 @@ class Backbone(nn.Module):
 
     def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Patch tokens (B, N, D) after the final norm; ``keep`` (B, K) indices keeps K tokens
-        (the others never enter the transformer: I-JEPA context encoding)."""
-        if not self.is_vit:
-            raise TypeError(f"backbone {self.name!r} has no patch tokens (not a ViT)")
+        (the others never enter the transformer: I-JEPA context encoding). For a CNN the tokens
+        are the cells of the last feature map (B, h*w, C) and ``keep`` is not supported."""
         m = self.model
+        if not self.is_vit:
+            if keep is not None:
+                raise TypeError(f"backbone {self.name!r} is not a ViT: it cannot drop tokens (keep=...)")
+            return m.forward_features(x).flatten(2).transpose(1, 2)
         x = m.patch_embed(x)
         x = m._pos_embed(x)  # adds pos-embed, prepends prefix tokens if any
         n_prefix = m.num_prefix_tokens

@@ -132,7 +132,7 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path = "results",
-              data: BenchData | None = None, probes: tuple[str, ...] = ("knn", "linear"),
+              data: BenchData | None = None, probes: tuple[str, ...] | None = None,
               data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
     """Probe a trained run's frozen encoder on the benchmark and write its record."""
     from probes.evaluate import evaluate_encoder  # training never needs the probes
@@ -154,7 +154,7 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
 
 def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", recipe: str | None = None, data: BenchData | None = None,
-                  progress: bool = True, probes: tuple[str, ...] = ("knn", "linear"),
+                  progress: bool = True, probes: tuple[str, ...] | None = None,
                   data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
     """Train + probe + record."""
     data = data or load_benchmark_data(benchmark, data_root, cache_dir)

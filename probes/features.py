@@ -32,7 +32,7 @@ def weights_hash(module: nn.Module) -> str:
 
 @torch.inference_mode()
 def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: float, batch_size: int,
-             device: torch.device) -> torch.Tensor:
+             device: torch.device, tokens: bool) -> torch.Tensor:
     was_training = encoder.training
     encoder.eval().to(device)
     cuda = device.type == "cuda"
@@ -43,7 +43,7 @@ def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: 
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                out.append(encoder(x).float().cpu())
+                out.append(encoder.tokens(x).half().cpu() if tokens else encoder(x).float().cpu())
     finally:
         encoder.train(was_training)
     return torch.cat(out)
@@ -51,23 +51,26 @@ def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: 
 
 def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int, crop_pct: float = 1.0,
                      batch_size: int = 256, device=None, cache_dir: str | Path | None = None,
-                     data_key: str | None = None) -> torch.Tensor:
-    """(N, D) float32 CPU features of uint8 (N, 3, S, S) images; cached when cache_dir and data_key are given."""
+                     data_key: str | None = None, tokens: bool = False) -> torch.Tensor:
+    """(N, D) float32 CPU features of uint8 (N, 3, S, S) images, or with ``tokens=True`` the
+    encoder's (N, T, D) patch tokens (float16, for the attentive probe); cached when cache_dir and
+    data_key are given."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     path = None
     if cache_dir is not None and data_key is not None:
-        key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{weights_hash(encoder)}|{img_size}|{crop_pct}|{data_key}"
+        kind = "tokens" if tokens else "pooled"
+        key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{weights_hash(encoder)}|{img_size}|{crop_pct}|{data_key}|{kind}"
                              .encode()).hexdigest()[:32]
         path = Path(cache_dir) / "features" / f"{key}.pt"
         if path.is_file():
             try:
                 feats = torch.load(path, map_location="cpu", weights_only=True)
-                if isinstance(feats, torch.Tensor) and feats.ndim == 2 and len(feats) == len(images):
+                if isinstance(feats, torch.Tensor) and feats.ndim == (3 if tokens else 2) and len(feats) == len(images):
                     return feats
                 warnings.warn(f"feature cache {path} has the wrong shape; recomputing", stacklevel=2)
             except Exception as e:  # noqa: BLE001 - any unreadable cache entry is recomputed
                 warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}); recomputing", stacklevel=2)
-    feats = _extract(encoder, images, img_size, crop_pct, batch_size, device)
+    feats = _extract(encoder, images, img_size, crop_pct, batch_size, device, tokens)
     if path is not None:
         buf = io.BytesIO()
         torch.save(feats, buf)

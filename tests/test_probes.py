@@ -137,8 +137,45 @@ def test_evaluate_encoder_reports_every_probe(tmp_path):
 
     protocol = get_benchmark("imagenette-mini-v1").model_copy(update={"img_size": 16, "linear_epochs": 3})
     report = evaluate_encoder(CountingEncoder(), split(60, "train"), split(30, "val"), protocol, cache_dir=tmp_path)
+    # CountingEncoder has no .tokens: the attentive probe is skipped, not faked
     assert set(report["scores"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
     assert report["scores"]["knn_top1"] > 90  # colour carries the label
     assert set(report["selected"]) == {"knn", "linear"} and set(report["holdout"]) == {"knn_top1", "linear_top1"}
-    with pytest.raises(ConfigError, match="unknown probe 'attentive'"):
-        evaluate_encoder(CountingEncoder(), split(60, "train"), split(30, "val"), protocol, probes=("attentive",))
+    with pytest.raises(ConfigError, match="unknown probe 'svm'"):
+        evaluate_encoder(CountingEncoder(), split(60, "train"), split(30, "val"), protocol, probes=("svm",))
+
+
+def marker_tokens(n, t=16, c=4, seed=0):
+    """Every token carries a random class pattern; only the token flagged in dim 0 carries the label."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, c, (n,), generator=g)
+    x = 0.3 * torch.randn(n, t, 1 + c + 3, generator=g)
+    distractors = torch.randint(0, c, (n, t), generator=g)
+    x[..., 1:1 + c] += 2 * F.one_hot(distractors, c).float()
+    pos = torch.randint(0, t, (n,), generator=g)
+    rows = torch.arange(n)
+    x[rows, pos, 1:1 + c] = 2 * F.one_hot(y, c).float()
+    x[rows, pos, 0] += 4.0
+    return x, y
+
+
+def test_attentive_probe_finds_the_one_informative_token():
+    from probes.attentive import attentive_probe
+    x, y = marker_tokens(1200)
+    xt, yt = marker_tokens(400, seed=1)
+    att = attentive_probe(x, y, xt, yt, lrs=(1e-2, 3e-2), wds=(1e-4,), heads=2, epochs=15, batch_size=128)
+    mean_pooled = linear_probe(x.mean(1), y, xt.mean(1), yt, epochs=15)
+    assert att.top1 > 90, att
+    assert mean_pooled.top1 < 60, mean_pooled  # mean pooling drowns the token in distractors
+    assert set(att.selected) == {"lr", "wd", "heads"}
+
+
+def test_resnet_and_vit_backbones_expose_tokens():
+    from bench.backbones import create_backbone
+    x = torch.randn(2, 3, 32, 32)
+    vit = create_backbone("vit_tiny", 32, patch_size=8)
+    assert vit.tokens(x).shape == (2, 16, 192)
+    keep = torch.tensor([[0, 5, 7], [1, 2, 3]])
+    assert vit.tokens(x, keep=keep).shape == (2, 3, 192)
+    cnn = create_backbone("resnet18", 32, stem="small")
+    assert cnn.tokens(x).shape == (2, 4, 512)

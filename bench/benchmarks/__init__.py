@@ -39,6 +39,11 @@ class Benchmark(BaseModel):
     linear_wd: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
     linear_epochs: int = 30
     linear_batch_size: int = 256
+    attentive_lr: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    attentive_wd: tuple[float, ...] = (1e-4, 1e-2)
+    attentive_heads: int = 4
+    attentive_epochs: int = 20
+    probes: tuple[str, ...] = ("knn", "linear", "attentive")
     headline: str = "linear_top1"
     superseded_by: str | None = None
 
