@@ -1,0 +1,101 @@
+"""I-JEPA (Assran et al., 2023): predict the representations of masked image blocks from a context block.
+
+For one view x with patch grid N: target blocks T_1..T_M and a context block C (targets removed),
+
+    s_y = LN(f_teacher(x))[T_j]          (EMA target encoder over the full image, layer-normed)
+    s_x = f_student(x[C])                (context encoder sees only context patches)
+    L   = mean_j  || g(s_x, pos(T_j)) - s_y ||^2      (g: narrow ViT predictor with mask tokens)
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+from torch.nn import functional as F
+
+from bench.augment import ViewSpec
+from methods import register
+from methods.base import Method
+from methods.ema import EMATeacher
+from methods.masks import sample_ijepa_masks
+
+
+def sincos_pos_embed_2d(dim: int, gh: int, gw: int) -> torch.Tensor:
+    """(gh*gw, dim) fixed 2-D sine-cosine position embedding (half the channels per axis)."""
+    def axis(d, pos):
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))
+        out = pos.double()[:, None] * omega[None]
+        return torch.cat([out.sin(), out.cos()], dim=1)
+    ys, xs = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    return torch.cat([axis(dim // 2, ys.flatten()), axis(dim // 2, xs.flatten())], dim=1).float()
+
+
+class Predictor(nn.Module):
+    """Narrow ViT: context tokens + mask tokens (carrying target positions) -> predicted target tokens."""
+
+    def __init__(self, embed_dim: int, dim: int = 96, depth: int = 4, heads: int = 3):
+        super().__init__()
+        self.embed = nn.Linear(embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.blocks = nn.ModuleList([Block(dim, heads, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, embed_dim)
+        self.dim = dim
+
+    def forward(self, ctx: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, pos: torch.Tensor):
+        """ctx (B, Kc, D) at positions ctx_idx (B, Kc); tgt_idx (B, Kt); pos (N, dim) -> (B, Kt, D)."""
+        x = self.embed(ctx) + pos[ctx_idx]
+        m = self.mask_token.expand(len(tgt_idx), tgt_idx.shape[1], -1) + pos[tgt_idx]
+        x = torch.cat([x, m], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.out(self.norm(x[:, ctx.shape[1]:]))
+
+
+@register
+class IJEPA(Method):
+    name = "ijepa"
+    # one view: a resized crop only (no colour augmentation), as in the paper
+    views = [ViewSpec(scale=(0.3, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0)]
+
+    def __init__(self, backbone, pred_dim: int = 96, pred_depth: int = 4, pred_heads: int = 3, num_targets: int = 4,
+                 target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
+                 ema: float = 0.996, loss: str = "l2", seed: int = 0):
+        super().__init__(backbone)
+        if not getattr(backbone, "is_vit", False):
+            raise TypeError("I-JEPA needs a ViT backbone (it drops masked patch tokens)")
+        if loss not in ("l2", "smooth_l1"):
+            raise TypeError(f"loss must be 'l2' or 'smooth_l1', got {loss!r}")
+        self.predictor = Predictor(backbone.embed_dim, pred_dim, pred_depth, pred_heads)
+        self.teacher = EMATeacher(backbone, ema)
+        self.mask_kw = dict(num_targets=num_targets, target_scale=tuple(target_scale),
+                            target_aspect=tuple(target_aspect), context_scale=tuple(context_scale))
+        self.loss_kind = loss
+        self.generator = torch.Generator().manual_seed(seed)
+        self.patch = backbone.model.patch_embed.patch_size[0]
+
+    def training_loss(self, views):
+        x = views[0]
+        b, gh, gw = len(x), x.shape[-2] // self.patch, x.shape[-1] // self.patch
+        ctx_idx, tgt_idx = sample_ijepa_masks(b, (gh, gw), self.generator, **self.mask_kw)
+        ctx_idx, tgt_idx = ctx_idx.to(x.device), tgt_idx.to(x.device)
+        j, kt = tgt_idx.shape[1], tgt_idx.shape[2]
+        with torch.no_grad():
+            h = self.teacher.module.tokens(x)
+            h = F.layer_norm(h, h.shape[-1:])
+            target = torch.gather(h, 1, tgt_idx.flatten(1).unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+            target = target.view(b * j, kt, -1)  # block j of image i at row i*j + j
+        ctx = self.backbone.tokens(x, keep=ctx_idx)
+        pos = sincos_pos_embed_2d(self.predictor.dim, gh, gw).to(x.device)
+        pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
+        loss = F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)
+        return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1]))}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.teacher.update(self.backbone, step, total_steps)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.teacher.module  # the target encoder is the one I-JEPA evaluates

@@ -1,0 +1,50 @@
+"""I-JEPA: mask invariants (shapes, scales, disjointness), predictor wiring, EMA target encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from methods.masks import block_masks, block_size, sample_ijepa_masks
+
+
+@pytest.mark.parametrize("grid", [(8, 8), (14, 14), (6, 10)])
+def test_ijepa_masks_invariants(grid):
+    g = torch.Generator().manual_seed(0)
+    n = grid[0] * grid[1]
+    for _ in range(20):
+        ctx, tgt = sample_ijepa_masks(16, grid, g)
+        b, j, kt = tgt.shape
+        assert (b, j) == (16, 4) and ctx.shape[0] == 16
+        assert 0.08 * n <= kt <= 0.3 * n  # ~ scale 0.15-0.2 after rounding to whole patches
+        for i in range(16):
+            c, t = set(ctx[i].tolist()), set(tgt[i].flatten().tolist())
+            assert not c & t, "context and targets must be disjoint"
+            assert len(c) == ctx.shape[1] and max(c | t) < n
+        assert torch.equal(ctx, ctx.sort(1).values)
+
+
+def test_blocks_are_rectangles_of_the_sampled_size():
+    g = torch.Generator().manual_seed(1)
+    h, w = block_size((8, 8), (0.15, 0.2), (0.75, 1.5), g)
+    assert 0.75 / 1.5 <= h / w <= 1.5 * 1.5 and 6 <= h * w <= 16
+    masks = block_masks(5, (8, 8), 3, (h, w), g).view(5, 3, 8, 8)
+    for m in masks.flatten(0, 1):
+        rows, cols = m.nonzero(as_tuple=True)
+        assert m.sum() == h * w and rows.max() - rows.min() + 1 == h and cols.max() - cols.min() + 1 == w
+
+
+def test_ijepa_step_trains_context_encoder_and_predictor_only():
+    from bench.backbones import create_backbone
+    from methods.ijepa import IJEPA
+    m = IJEPA(create_backbone("vit_tiny", 32, patch_size=8, class_token=False, global_pool="avg"), pred_depth=1)
+    x = torch.randn(4, 3, 32, 32)
+    out = m.training_loss([x])
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["loss"] > 0
+    assert m.backbone.model.blocks[0].attn.qkv.weight.grad is not None
+    assert m.predictor.mask_token.grad is not None
+    assert all(p.grad is None for p in m.teacher.parameters())
+    assert m.encoder is m.teacher.module
+    with pytest.raises(TypeError, match="ViT"):
+        IJEPA(create_backbone("resnet18", 32))
