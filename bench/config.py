@@ -31,6 +31,8 @@ class TrainConfig(BaseModel):
     lr: float = 0.3                 # base lr for a batch of 256; scaled linearly with batch_size
     weight_decay: float = 1e-6
     momentum: float = 0.9           # sgd / lars
+    lars_eta: float = 0.001         # LARS trust coefficient (SimCLR paper; solo-learn uses 0.02 with clipping)
+    lars_clip: bool = False         # clip the LARS local lr at the global lr (solo-learn clip_lr)
     warmup_epochs: float = 1.0      # linear warm-up, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None

@@ -153,7 +153,8 @@ class SSLModule(L.LightningModule):
         lr = cfg.scaled_lr
         if cfg.optimizer == "lars":
             from timm.optim import Lars
-            opt = Lars(groups, lr=lr, momentum=cfg.momentum)
+            # biases / norm weights (wd 0) are excluded from the trust-ratio adaptation (always_adapt=False)
+            opt = Lars(groups, lr=lr, momentum=cfg.momentum, trust_coeff=cfg.lars_eta, trust_clip=cfg.lars_clip)
         elif cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
         else:
