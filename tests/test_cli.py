@@ -52,7 +52,7 @@ def test_run_probe_and_leaderboard(tmp_path, tiny_folder, capsys):
     assert bench_id.startswith("custom-") and all(r.benchmark.id == bench_id for r in records)
     rec = next(r for r in records if r.method == "simclr")
     assert rec.status == "ok" and rec.images_seen == 2 * 16 * 4 and rec.epochs == 1  # 72 imgs -> 4 steps of 16
-    assert set(rec.scores) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    assert set(rec.scores) == {f"{p}_top{k}" for p in ("knn", "linear", "attentive") for k in (1, 5)}
     assert rec.data.fingerprint and rec.config_hash and rec.env["torch"] and rec.selected["knn"]["k"] in (10, 20, 50, 100)
     capsys.readouterr()
     assert main(["leaderboard", bench_id, "--results", str(results), "--out", str(tmp_path / "lb"),
