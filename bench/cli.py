@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.errors import BenchError
 
 DEMO_METHODS = ("simclr", "barlow-twins")
+ALL_DEMO_METHODS = ("simclr", "barlow-twins", "random-vit", "dino", "ijepa")
 
 
 def _quiet_lightning() -> None:
@@ -174,7 +175,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
-    from bench.config import make_config
+    from bench.config import load_recipe, make_config
     from bench.leaderboard import build_leaderboard, render_leaderboard, write_leaderboard
     from bench.records import load_records
     from bench.runner import load_benchmark_data, run_benchmark
@@ -186,11 +187,14 @@ def cmd_demo(args) -> int:
     console.print(f"[bold]ssl-bench demo[/] on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
                   f"{len(data.train.classes)} classes, {bench.img_size} px")
     results, runs = Path(args.out) / "results", Path(args.out) / "runs"
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(ALL_DEMO_METHODS) if args.methods == "all" else \
+        [m.strip() for m in args.methods.split(",") if m.strip()]
     for name in ["random", *methods]:
         recipe = name.replace("-", "_")
-        cfg = make_config(recipe, epochs=0 if name == "random" else args.epochs, seed=args.seed,
-                          backbone_kwargs={"stem": args.stem}, img_size=bench.img_size)
+        base = load_recipe(recipe)
+        cnn = base.get("backbone", "resnet18").startswith("resnet")
+        cfg = make_config(recipe, epochs=0 if name.startswith("random") else args.epochs, seed=args.seed,
+                          backbone_kwargs={"stem": args.stem} if cnn else None, img_size=bench.img_size)
         console.rule(f"{name} ({cfg.epochs} epochs)")
         rec = run_benchmark(cfg, bench, results_dir=results, runs_dir=runs, recipe=recipe, data=data,
                             progress=not args.no_progress, cache_dir=args.cache_dir)
@@ -213,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train SimCLR + Barlow Twins briefly on the embedded data and print a leaderboard")
     p.add_argument("--benchmark", default="imagenette-mini-v1", help="benchmark to run the demo on")
-    p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated methods (each needs a recipe)")
+    p.add_argument("--methods", default=",".join(DEMO_METHODS),
+                   help=f"comma-separated methods (each needs a recipe), or 'all' = {','.join(ALL_DEMO_METHODS)}")
     p.add_argument("--epochs", type=int, default=15, help="training epochs per method")
     p.add_argument("--stem", default="imagenet", choices=["imagenet", "small", "cifar"], help="ResNet stem for the demo")
     p.add_argument("--seed", type=int, default=0, help="seed")
