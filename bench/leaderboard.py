@@ -39,7 +39,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
              **{f"score:{k}": v for k, v in r.scores.items()}}
             for r in recs if r.status != "failed"]
     scores = sorted({c[6:] for row in rows for c in row if c.startswith("score:")},
-                    key=lambda k: (k != headline, k))
+                    key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
         scores.insert(0, headline)
     columns = ["rank", *_KEYS, "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std")] \
