@@ -74,8 +74,8 @@ class AttentiveGrid:
                           for i in range(0, len(tokens), batch_size)])
 
 
-def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs=(1e-3, 3e-3, 1e-2),
-                    wds=(1e-4, 1e-2), heads: int = 4, epochs: int = 20, batch_size: int = 256,
+def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs=(3e-3, 1e-2, 3e-2),
+                    wds=(1e-2, 1e-1), heads: int = 4, epochs: int = 20, batch_size: int = 256,
                     holdout_frac: float = 0.1, seed: int = 0, num_classes: int | None = None,
                     device=None) -> ProbeResult:
     """Select (lr, wd) on a hold-out of train, refit the chosen probe on all of train, score test once."""

@@ -56,8 +56,8 @@ def _standardise(fit: torch.Tensor, *others: torch.Tensor):
     return [(t - mean) / std for t in (fit, *others)]
 
 
-def linear_probe(train_feats, train_labels, test_feats, test_labels, *, lrs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-                 wds=(0.0, 1e-4, 1e-3, 1e-2), epochs: int = 30, batch_size: int = 256, holdout_frac: float = 0.1,
+def linear_probe(train_feats, train_labels, test_feats, test_labels, *, lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
+                 wds=(0.0, 1e-3, 1e-2, 1e-1), epochs: int = 30, batch_size: int = 256, holdout_frac: float = 0.1,
                  seed: int = 0, num_classes: int | None = None, device=None) -> ProbeResult:
     """Select (lr, wd) on a hold-out of train, refit the chosen probe on all train, score test once."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
