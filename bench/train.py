@@ -101,9 +101,10 @@ class SSLModule(L.LightningModule):
         emb = emb.detach().float()
         self.images_seen += sum(len(v) for v in views)
         if sum(len(f) for f in self._monitor_feats) < MONITOR_ROWS:
-            self._monitor_feats.append(emb[: MONITOR_ROWS].cpu())
+            watched = terms.get("monitor", emb)  # a method may point the monitors at its projector output
+            self._monitor_feats.append(watched.detach().float()[: MONITOR_ROWS].cpu())
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
-                if k != "embedding" and isinstance(v, torch.Tensor) and v.ndim == 0}
+                if k not in ("embedding", "monitor") and isinstance(v, torch.Tensor) and v.ndim == 0}
         total = loss
         if self.online_probe is not None:
             logits = self.online_probe(emb)

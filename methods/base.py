@@ -16,7 +16,8 @@ the augmented views it asked for and optimises whatever ``training_loss`` return
 
 A dict result may carry ``"embedding"``: detached encoder features (B, D) of ``views[0]``; the
 trainer feeds them to the online linear probe and the collapse monitors instead of running the
-encoder again.
+encoder again. ``"monitor"`` (optional) points the collapse monitors at other features, e.g. the
+projector output (SimSiam's collapse measure).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """naive-siamese: the baseline that *should* collapse (Chen & He, 2021, SimSiam ablations).
 
-Two views, MSE between their encoder embeddings, no negatives, no stop-gradient, no predictor, no
-projector:
+Two views, MSE between their projected embeddings, no negatives, no stop-gradient, no predictor:
 mapping every image to one constant point is a global minimum, and training finds it. It exists to
 show the collapse monitors (feature std, effective rank) firing.
 
-    L = mean_i || h1_i - h2_i ||^2 / D
+    L = mean_i || z1_i - z2_i ||^2 / D,   z = projector(encoder(x))
+
+As in SimSiam's study, collapse is watched on the projector output z (``"monitor"``): the
+encoder's BatchNorm keeps its own features spread long after z has become constant.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from torch.nn import functional as F
 
 from bench.augment import ViewSpec
 from methods import register
-from methods.base import Method
+from methods.base import Method, projection_mlp
 
 
 @register
@@ -22,6 +24,11 @@ class NaiveSiamese(Method):
     name = "naive-siamese"
     views = [ViewSpec.simclr(), ViewSpec.simclr()]
 
+    def __init__(self, backbone, proj_hidden_dim: int = 512, proj_dim: int = 128):
+        super().__init__(backbone)
+        self.projector = projection_mlp(backbone.embed_dim, proj_hidden_dim, proj_dim)
+
     def training_loss(self, views):
         h1, h2 = self.backbone(views[0]), self.backbone(views[1])
-        return {"loss": F.mse_loss(h1, h2), "embedding": h1.detach()}
+        z1, z2 = self.projector(h1), self.projector(h2)
+        return {"loss": F.mse_loss(z1, z2), "embedding": h1.detach(), "monitor": z1.detach()}
