@@ -20,7 +20,7 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     """Features of both splits (cached), then each probe: hyper-parameters selected on a hold-out of
     train, chosen probe refit on all train and scored once on ``test``. ``train``/``test`` are
     ``bench.data.ImageData``; ``protocol`` a ``bench.benchmarks.Benchmark``."""
-    probes = tuple(probes or protocol.probes)
+    probes = tuple(probes or getattr(protocol, "probes", ("knn", "linear")))
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ConfigError(f"unknown probe {unknown[0]!r}; known probes: {', '.join(PROBES)}")

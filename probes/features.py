@@ -1,6 +1,6 @@
 """Frozen-feature extraction (eval mode, resize + centre crop, no augmentation), cached on disk.
 
-The cache key hashes the encoder's weights, the preprocessing and the data key (split +
+The cache key hashes the encoder's weights and architecture (its repr), the preprocessing and the data key (split +
 fingerprint), so a changed encoder, resolution or dataset can never hit a stale entry.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 from bench.augment import eval_transform
 from bench.io import atomic_write_bytes
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2
 
 
 def weights_hash(module: nn.Module) -> str:
@@ -59,7 +59,10 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
     path = None
     if cache_dir is not None and data_key is not None:
         kind = "tokens" if tokens else "pooled"
-        key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{weights_hash(encoder)}|{img_size}|{crop_pct}|{data_key}|{kind}"
+        # the module's repr tells apart encoders whose weights match but whose forward differs
+        # (e.g. a ViT pooling its class token vs averaging: different final norm layers)
+        arch = hashlib.sha256(f"{type(encoder).__qualname__}:{encoder!r}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}|{weights_hash(encoder)}|{arch}|{img_size}|{crop_pct}|{data_key}|{kind}"
                              .encode()).hexdigest()[:32]
         path = Path(cache_dir) / "features" / f"{key}.pt"
         if path.is_file():

@@ -57,6 +57,14 @@ def test_holdout_split_is_stratified_disjoint_and_deterministic():
     assert torch.equal(hold, hold2) and not torch.equal(hold, holdout_split(y, 0.1, seed=4)[1])
 
 
+def test_holdout_split_keeps_every_class_in_fit():
+    y = torch.tensor([0, 0, 1, 2, 2, 2, 3, 3, 3, 3])
+    fit, hold = holdout_split(y, 0.9, seed=0)
+    assert torch.bincount(y[hold], minlength=4).tolist() == [1, 0, 2, 3]  # >= 1 when n >= 2, n - 1 at most
+    assert set(y[fit].tolist()) == {0, 1, 2, 3} and sorted(fit.tolist() + hold.tolist()) == list(range(10))
+    assert torch.bincount(y[holdout_split(y, 0.01)[1]], minlength=4).tolist() == [1, 0, 1, 1]
+
+
 @pytest.mark.parametrize("probe", ["knn", "linear"])
 def test_selection_never_touches_eval_labels(probe):
     """Shuffling the eval labels changes the reported score but not the selection."""
@@ -131,6 +139,12 @@ def test_feature_cache_hits_misses_and_recovers(tmp_path):
     with pytest.warns(UserWarning, match="unreadable"):
         again = extract_features(enc, images, **kw)
     assert torch.allclose(again, changed)
+    # an entry with the wrong number of rows (e.g. a truncated write by an old version) is recomputed
+    for f in (tmp_path / "features").glob("*.pt"):
+        torch.save(torch.zeros(3, 8), f)
+    with pytest.warns(UserWarning, match="wrong shape"):
+        assert torch.allclose(extract_features(enc, images, **kw), changed)
+    assert extract_features(enc, images, **kw).shape == (20, 8)  # and overwritten
 
 
 def test_evaluate_encoder_reports_every_probe(tmp_path):
@@ -186,3 +200,33 @@ def test_resnet_and_vit_backbones_expose_tokens():
     assert vit.tokens(x, keep=keep).shape == (2, 3, 192)
     cnn = create_backbone("resnet18", 32, stem="small")
     assert cnn.tokens(x).shape == (2, 4, 512)
+
+
+def test_evaluate_encoder_with_a_plain_protocol_defaults_to_knn_and_linear():
+    """Any object with the protocol attributes works; without ``.probes`` it runs k-NN and linear."""
+    from types import SimpleNamespace
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(40) % 2
+    imgs = (labels.view(-1, 1, 1, 1) * 150 + torch.randint(0, 60, (40, 3, 8, 8), generator=g)).to(torch.uint8)
+    data = SimpleNamespace(images=imgs, labels=labels, classes=["a", "b"], fingerprint="fp", split="train")
+    test = SimpleNamespace(**{**vars(data), "split": "val"})
+    protocol = SimpleNamespace(img_size=8, crop_pct=1.0, holdout_frac=0.2, split_seed=0, knn_k=(3, 5), knn_t=(0.07,),
+                               linear_lr=(0.1,), linear_wd=(0.0, 1e-3), linear_epochs=3, linear_batch_size=16)
+    report = evaluate_encoder(CountingEncoder(), data, test, protocol)
+    assert set(report["scores"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    assert report["selected"]["knn"]["k"] in (3, 5) and report["selected"]["linear"]["lr"] == 0.1
+    assert set(report["probe_time_s"]) == {"features", "knn", "linear"}
+
+
+def test_feature_cache_separates_same_weights_different_forward(tmp_path):
+    class MaxPooled(CountingEncoder):
+        def forward(self, x):
+            self.calls += 1
+            return self.conv(x).amax((2, 3))
+
+    images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    a, b = CountingEncoder(), MaxPooled()
+    b.load_state_dict(a.state_dict())
+    kw = dict(img_size=16, cache_dir=tmp_path, data_key="train:x")
+    fa, fb = extract_features(a, images, **kw), extract_features(b, images, **kw)
+    assert b.calls == 1 and not torch.allclose(fa, fb)
