@@ -153,21 +153,28 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def _publish_leaderboard(bench_id: str, headline: str, results, out, formats: tuple[str, ...]) -> list[Path]:
+    """Write the leaderboard files and print the markdown table (records read and aggregated once)."""
+    from bench.leaderboard import build_leaderboard, render_leaderboard, save_leaderboard
+    from bench.records import load_records
+    df = build_leaderboard(load_records(results, bench_id), bench_id, headline=headline)
+    paths = save_leaderboard(df, bench_id, out, formats, results)
+    print(render_leaderboard(df, "md", title=bench_id))
+    return paths
+
+
 def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
-    from bench.leaderboard import build_leaderboard, render_leaderboard, write_leaderboard
     from bench.records import load_records
     from bench.errors import ConfigError
     try:
-        bench_id, headline = get_benchmark(args.benchmark).id, get_benchmark(args.benchmark).headline
+        bench = get_benchmark(args.benchmark)
+        bench_id, headline = bench.id, bench.headline
     except ConfigError:
         if not load_records(args.results, args.benchmark):  # ad-hoc (custom-...) ids only need records
             raise
         bench_id, headline = args.benchmark, "linear_top1"
-    paths = write_leaderboard(bench_id, results_dir=args.results, out_dir=args.out, formats=tuple(args.format),
-                              headline=headline)
-    df = build_leaderboard(load_records(args.results, bench_id), bench_id, headline=headline)
-    print(render_leaderboard(df, "md", title=bench_id))
+    paths = _publish_leaderboard(bench_id, headline, args.results, args.out, tuple(args.format))
     _console().print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -176,8 +183,6 @@ def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
     from bench.config import load_recipe, make_config
-    from bench.leaderboard import build_leaderboard, render_leaderboard, write_leaderboard
-    from bench.records import load_records
     from bench.runner import load_benchmark_data, run_benchmark
 
     console = _console()
@@ -199,11 +204,8 @@ def cmd_demo(args) -> int:
         rec = run_benchmark(cfg, bench, results_dir=results, runs_dir=runs, recipe=recipe, data=data,
                             progress=not args.no_progress, cache_dir=args.cache_dir)
         _print_record(rec)
-    write_leaderboard(bench.id, results_dir=results, out_dir=Path(args.out) / "leaderboards", formats=("md", "csv"),
-                      headline=bench.headline)
-    df = build_leaderboard(load_records(results, bench.id), bench.id, headline=bench.headline)
     console.rule("leaderboard")
-    print(render_leaderboard(df, "md", title=bench.id))
+    _publish_leaderboard(bench.id, bench.headline, results, Path(args.out) / "leaderboards", ("md", "csv"))
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s; records under {results}")
     return 0
 

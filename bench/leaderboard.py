@@ -15,7 +15,7 @@ from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
 from bench.records import RunRecord, config_hash, load_records
 
-__all__ = ["FORMATS", "build_leaderboard", "render_leaderboard", "write_leaderboard"]
+__all__ = ["FORMATS", "build_leaderboard", "render_leaderboard", "save_leaderboard", "write_leaderboard"]
 
 FORMATS = ("md", "csv", "tex")
 _KEYS = ["method", "backbone", "recipe", "config"]
@@ -118,15 +118,22 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None) -> 
     raise ConfigError(f"unknown leaderboard format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
-def write_leaderboard(benchmark_id: str, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1") -> list[Path]:
-    """Build the leaderboard from ``results_dir`` and write ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
+def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.PathLike,
+                     formats: tuple[str, ...] = ("md", "csv", "tex"), results_dir: str | os.PathLike = "results"
+                     ) -> list[Path]:
+    """Write a built leaderboard to ``out_dir/<benchmark_id>/leaderboard.<fmt>`` (atomically)."""
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown leaderboard format {fmt!r}; known: {', '.join(FORMATS)}")
-    df = build_leaderboard(load_records(results_dir, benchmark_id), benchmark_id, headline=headline)
     if df.empty:
         raise BenchError(f"no records for {benchmark_id} in {Path(results_dir) / benchmark_id} "
                          "(failed runs are not listed); run `bench run --benchmark ...` first")
     return [atomic_write_text(Path(out_dir) / benchmark_id / f"leaderboard.{fmt}",
                               render_leaderboard(df, fmt, title=benchmark_id)) for fmt in formats]
+
+
+def write_leaderboard(benchmark_id: str, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                      formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1") -> list[Path]:
+    """Build the leaderboard from ``results_dir`` and write ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
+    df = build_leaderboard(load_records(results_dir, benchmark_id), benchmark_id, headline=headline)
+    return save_leaderboard(df, benchmark_id, out_dir, formats, results_dir)
