@@ -71,8 +71,12 @@ class DINO(Method):
 
     def __init__(self, backbone, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
-                 warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996):
+                 warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996,
+                 local_crops: int = 4):
         super().__init__(backbone)
+        if local_crops < 0:
+            raise TypeError(f"local_crops must be >= 0, got {local_crops}")
+        self.views = type(self).views[:2] + type(self).views[2:3] * local_crops
         self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim)
         self.teacher = EMATeacher(nn.Sequential(backbone, self.head), ema)
         self.register_buffer("center", torch.zeros(1, out_dim))
