@@ -100,9 +100,10 @@ class SSLModule(L.LightningModule):
                 emb = self.method.encoder(views[0])
         emb = emb.detach().float()
         self.images_seen += sum(len(v) for v in views)
-        if sum(len(f) for f in self._monitor_feats) < MONITOR_ROWS:
-            watched = terms.get("monitor", emb)  # a method may point the monitors at its projector output
-            self._monitor_feats.append(watched.detach().float()[: MONITOR_ROWS].cpu())
+        # the monitors see the epoch's last MONITOR_ROWS rows (a method may point them at its projector output)
+        self._monitor_feats.append(terms.get("monitor", emb).detach().float()[:MONITOR_ROWS].cpu())
+        while sum(len(f) for f in self._monitor_feats[1:]) >= MONITOR_ROWS:
+            self._monitor_feats.pop(0)
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
                 if k not in ("embedding", "monitor") and isinstance(v, torch.Tensor) and v.ndim == 0}
         total = loss

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -97,10 +99,28 @@ def test_collapse_is_flagged_and_can_stop_the_run(tmp_path, mini):
                       backbone_kwargs={"stem": "imagenet"})
     with pytest.warns(UserWarning, match="representation collapsed at epoch 0"):
         run_dir = train_run(cfg, bench, runs_dir=tmp_path / "runs", data=_small(data), progress=False)
-    import json
     info = json.loads((run_dir / "run.json").read_text())
     assert info["train"]["collapsed"] is True
     assert info["train"]["epochs"] < 3  # stopped early
+
+
+@pytest.mark.parametrize("method,collapses", [("naive-siamese", True), ("simclr", False)])
+def test_naive_siamese_is_flagged_as_collapsed_and_simclr_is_not(tmp_path, mini, method, collapses):
+    """Two short epochs with the same optimiser settings: only the objective differs."""
+    bench, data = mini
+    cfg = make_config("naive_siamese", method=method, method_kwargs={}, epochs=2, batch_size=128,
+                      backbone_kwargs={"stem": "imagenet"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_dir = train_run(cfg, bench, runs_dir=tmp_path / "runs", data=data, progress=False)
+    info = json.loads((run_dir / "run.json").read_text())
+    flagged = [str(w.message) for w in caught if "representation collapsed" in str(w.message)]
+    assert info["train"]["collapsed"] is collapses and bool(flagged) is collapses, info["train"]["monitor_history"]
+    last = info["train"]["monitor_history"][-1]
+    if collapses:
+        assert last["feature_std"] < 0.05
+    else:
+        assert last["feature_std"] > 0.3 and last["effective_rank"] > 20
 
 
 @pytest.mark.slow
