@@ -90,6 +90,7 @@ class IJEPA(Method):
         ctx = self.backbone.tokens(x, keep=ctx_idx)
         pos = sincos_pos_embed_2d(self.predictor.dim, gh, gw).to(x.device)
         pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
+        pred, target = pred.float(), target.float()  # the loss in fp32 under autocast
         loss = F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)
         return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1]))}
 
