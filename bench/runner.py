@@ -6,7 +6,6 @@ benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from bench.benchmarks import Benchmark
 from bench.config import TrainConfig
 from bench.data import ImageData, load_split
 from bench.errors import BenchError, ConfigError, TrainingError
-from bench.io import atomic_write_bytes, atomic_write_json
+from bench.io import atomic_torch_save, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
 from methods import get_method
@@ -105,9 +104,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
                          "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
                          "monitor_history": result.monitor_history}
     info["status"] = "trained"
-    buf = io.BytesIO()
-    torch.save(method.encoder.state_dict(), buf)
-    atomic_write_bytes(run_dir / "encoder.pt", buf.getvalue())
+    atomic_torch_save(method.encoder.state_dict(), run_dir / "encoder.pt")
     atomic_write_json(run_dir / "run.json", info)
     return run_dir
 

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
@@ -26,6 +27,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from bench.augment import ViewAugmenter
 from bench.config import TrainConfig
 from bench.errors import TrainingError
+from bench.io import atomic_torch_save
 from bench.monitors import collapse_metrics, is_collapsed
 from methods.base import Method
 
@@ -179,6 +181,13 @@ class TrainResult:
     checkpoint: str | None = None
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written via temp file + rename: a kill mid-save leaves the previous last.ckpt intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
 def _precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
@@ -195,14 +204,16 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader))
     if cfg.channels_last:
         method.to(memory_format=torch.channels_last)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1)
+    # one file, last.ckpt, rewritten (atomically) after every epoch
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False)
     callbacks: list[Callback] = [ckpt]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator="auto", devices=1, precision=_precision(cfg),
-        callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=f"resumed-{int(time.time())}" if resume else ""), default_root_dir=run_dir,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=CSVLogger(run_dir, name="logs", version=f"resumed-{int(time.time())}" if resume else ""), default_root_dir=run_dir,
         gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
     )
@@ -210,6 +221,7 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
     elapsed = time.perf_counter() - start
     history = module.monitor_history

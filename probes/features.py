@@ -7,7 +7,6 @@ fingerprint), so a changed encoder, resolution or dataset can never hit a stale 
 from __future__ import annotations
 
 import hashlib
-import io
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.augment import eval_transform
-from bench.io import atomic_write_bytes
+from bench.io import atomic_torch_save
 
 FEATURE_CACHE_VERSION = 2
 
@@ -75,7 +74,5 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
                 warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}); recomputing", stacklevel=2)
     feats = _extract(encoder, images, img_size, crop_pct, batch_size, device, tokens)
     if path is not None:
-        buf = io.BytesIO()
-        torch.save(feats, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_torch_save(feats, path)
     return feats

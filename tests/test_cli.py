@@ -97,3 +97,36 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder):
+    """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    epochs = 12
+    argv = [sys.executable, "-m", "bench.cli", "train", "--method", "simclr", "--epochs", str(epochs),
+            *_common(tmp_path, tiny_folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, ckpt = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "runs").glob("*/*/checkpoints/last.ckpt"))
+        if found and torch.load(found[0], map_location="cpu", weights_only=False)["epoch"] >= 1:
+            ckpt = found[0]
+            break
+        time.sleep(0.2)
+    assert ckpt is not None and proc.poll() is None, "no per-epoch checkpoint before the run ended"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = ckpt.parent.parent
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    torch.load(ckpt, map_location="cpu", weights_only=False)  # the checkpoint survived the kill intact
+    assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "trained" and info["train"]["epochs"] == epochs
+    assert info["train"]["images_seen"] == epochs * 2 * 16 * 4
+    assert len(info["train"]["monitor_history"]) == epochs

@@ -61,11 +61,12 @@ def test_ema_momentum_schedule_and_update():
 def test_dino_trains_student_only_and_evaluates_teacher():
     from bench.augment import ViewAugmenter
     from bench.backbones import create_backbone
+    torch.manual_seed(0)
     m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=256, hidden_dim=128)
     views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
     assert [v.shape[-1] for v in views] == [32, 32, 16, 16, 16, 16]
     out = m.training_loss(views)
-    assert out["loss"].item() == pytest.approx(math.log(256), rel=0.05)  # uniform prototypes at init
+    assert out["loss"].item() == pytest.approx(math.log(256), rel=0.1)  # ~uniform prototypes at init
     out["loss"].backward()
     assert all(p.grad is None for p in m.teacher.parameters())
     assert m.backbone.model.patch_embed.proj.weight.grad is not None
@@ -73,3 +74,18 @@ def test_dino_trains_student_only_and_evaluates_teacher():
     assert m.current_teacher_temp() == pytest.approx(0.04)
     m.on_step_end(15, 100)
     assert 0.04 < m.current_teacher_temp() < 0.07
+
+
+def test_dino_runs_on_a_resnet_with_a_chosen_number_of_local_crops():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    m = DINO(create_backbone("resnet18", 32, stem="small"), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+             local_crops=1)
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    assert [v.shape[-1] for v in views] == [32, 32, 16]
+    out = m.training_loss(views)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["embedding"].shape == (4, 512)
+    assert m.backbone.model.conv1.weight.grad is not None
+    with pytest.raises(TypeError, match="local_crops"):
+        DINO(create_backbone("resnet18", 32), local_crops=-1)
