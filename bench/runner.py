@@ -5,7 +5,9 @@ benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from bench.backbones import create_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig
 from bench.data import ImageData, load_split
-from bench.errors import BenchError, ConfigError, TrainingError
+from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
@@ -39,8 +41,19 @@ class BenchData:
 
 
 def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None) -> BenchData:
-    return BenchData(train=load_split(benchmark.data, benchmark.train_split, data_root=data_root, cache_dir=cache_dir),
+    data = BenchData(train=load_split(benchmark.data, benchmark.train_split, data_root=data_root, cache_dir=cache_dir),
                      eval=load_split(benchmark.data, benchmark.eval_split, data_root=data_root, cache_dir=cache_dir))
+    for split in (data.train, data.eval):
+        check_image_size(split, benchmark.img_size, f"{benchmark.id}'s evaluation crop")
+    return data
+
+
+def check_image_size(data: ImageData, crop: int, what: str) -> None:
+    """Images smaller than a crop would be upsampled: refuse instead of scoring blurred pixels."""
+    h, w = data.images.shape[-2:]
+    if min(h, w) < crop:
+        raise DataError(f"images of {data.spec} ({data.split}) are {h}x{w} px, smaller than {what} of {crop} px; "
+                        f"use larger images or a smaller --img-size")
 
 
 def build_method(cfg: TrainConfig):
@@ -48,6 +61,14 @@ def build_method(cfg: TrainConfig):
     torch.manual_seed(cfg.seed)
     backbone = create_backbone(cfg.backbone, cfg.img_size, **cfg.backbone_kwargs)
     method_cls = get_method(cfg.method)
+    params = inspect.signature(method_cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n in params if n not in ("self", "backbone")]
+        for key in cfg.method_kwargs:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                raise ConfigError(f"method {method_cls.name!r} has no hyper-parameter {key!r}"
+                                  + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; it takes: {', '.join(known)}")
     try:
         return method_cls(backbone, **cfg.method_kwargs)
     except TypeError as e:
@@ -82,6 +103,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         cfg = TrainConfig(**info["config"])
         method = build_method(cfg)
     else:
+        check_image_size(data.train, cfg.img_size, "the training crop")
         method = build_method(cfg)
         info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
                 "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id, "status": "running",

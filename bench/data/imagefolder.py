@@ -64,7 +64,8 @@ def decode_image(path: Path, data: bytes) -> torch.Tensor:
         with Image.open(io.BytesIO(data)) as im:
             arr = np.asarray(im.convert("RGB"))
     except Exception as e:  # noqa: BLE001 - any decoder failure means a corrupt or unsupported file
-        raise DataError(f"cannot decode image {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+        why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}: {e}"
+        raise DataError(f"cannot decode image {path}: {why}; fix or remove the file".splitlines()[0]) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -168,7 +169,11 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
             meta = None
     if meta is None:
         cache.mkdir(parents=True, exist_ok=True)
-        fingerprint = _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress)
+        try:
+            fingerprint = _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress)
+        except OSError as e:
+            raise DataError(f"cannot write the decoded-image cache {npy}: {e.strerror or e}; "
+                            f"free some space or pass --cache-dir") from None
         meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes}
         atomic_write_json(meta_path, meta)
     try:

@@ -1,0 +1,231 @@
+"""Bad input -> one clear line on stderr, exit code 2, no traceback, nothing written.
+
+Each case builds its own broken input under tmp_path and runs the `bench` CLI in-process.
+`python tests/test_bad_input.py` prints the table of inputs and messages (the reliability report).
+"""
+
+from __future__ import annotations
+
+import errno
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from bench.cli import main
+
+PLUGIN_HEAD = '''
+import torch
+from bench.augment import ViewSpec
+from methods.base import Method
+'''
+
+
+def _folder(root: Path, n: int = 4, size: int = 32, classes=("a", "b")) -> Path:
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                arr = torch.randint(0, 255, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+    return root
+
+
+def _plugin(tmp: Path, body: str) -> str:
+    path = tmp / "plugin.py"
+    path.write_text(PLUGIN_HEAD + textwrap.dedent(body))
+    return str(path)
+
+
+def _data(tmp: Path) -> list[str]:
+    return ["--data", f"imagefolder:{_folder(tmp / 'ok')}"]
+
+
+def _run(tmp: Path, *extra: str) -> list[str]:
+    return ["run", "--runs-dir", str(tmp / "runs"), "--results", str(tmp / "results"),
+            "--cache-dir", str(tmp / "cache"), "--no-progress", *extra]
+
+
+def corrupt_image(tmp):
+    root = _folder(tmp / "ds")
+    (root / "train" / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def empty_class(tmp):
+    root = _folder(tmp / "ds")
+    (root / "train" / "c_empty").mkdir()
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def no_val_split(tmp):
+    root = _folder(tmp / "ds")
+    for p in (root / "val").rglob("*.png"):
+        p.unlink()
+    for d in sorted((root / "val").iterdir()):
+        d.rmdir()
+    (root / "val").rmdir()
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def image_smaller_than_crop(tmp):
+    root = _folder(tmp / "ds", size=8)
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def mixed_sizes(tmp):
+    root = _folder(tmp / "ds")
+    Image.new("RGB", (48, 40)).save(root / "train" / "b" / "odd.png")
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def bad_yaml_recipe(tmp):
+    (tmp / "r.yaml").write_text("method: simclr\nlr: [0.1,\n")
+    return _run(tmp, "--method", "simclr", "--recipe", str(tmp / "r.yaml"), *_data(tmp))
+
+
+def recipe_unknown_key(tmp):
+    (tmp / "r.yaml").write_text("method: simclr\nlearning_rate: 0.1\n")
+    return _run(tmp, "--method", "simclr", "--recipe", str(tmp / "r.yaml"), *_data(tmp))
+
+
+def recipe_not_a_mapping(tmp):
+    (tmp / "r.yaml").write_text("- simclr\n- 0.1\n")
+    return _run(tmp, "--method", "simclr", "--recipe", str(tmp / "r.yaml"), *_data(tmp))
+
+
+def plugin_missing_file(tmp):
+    return _run(tmp, "--method", str(tmp / "nope.py"), *_data(tmp))
+
+
+def plugin_without_method(tmp):
+    return _run(tmp, "--method", _plugin(tmp, "x = 1\n"), *_data(tmp))
+
+
+def plugin_syntax_error(tmp):
+    return _run(tmp, "--method", _plugin(tmp, "class Broken(Method:\n    pass\n"), *_data(tmp))
+
+
+def plugin_bad_init(tmp):
+    return _run(tmp, "--method", _plugin(tmp, '''
+        class BadInit(Method):
+            name = "bad-init"
+            views = [ViewSpec()]
+            def __init__(self):
+                super().__init__(None)
+            def training_loss(self, views):
+                return views[0].mean()
+    '''), *_data(tmp))
+
+
+def plugin_non_scalar_loss(tmp):
+    return _run(tmp, "--method", _plugin(tmp, '''
+        class Vector(Method):
+            name = "vector-loss"
+            views = [ViewSpec()]
+            def training_loss(self, views):
+                return self.backbone(views[0]).mean(0)
+    '''), "--epochs", "1", "--batch-size", "4", "--stem", "imagenet", *_data(tmp))
+
+
+def plugin_nan_loss(tmp):
+    return _run(tmp, "--method", _plugin(tmp, '''
+        class Nan(Method):
+            name = "nan-loss"
+            views = [ViewSpec()]
+            def training_loss(self, views):
+                return self.backbone(views[0]).mean() * float("nan")
+    '''), "--epochs", "1", "--batch-size", "4", "--stem", "imagenet", *_data(tmp))
+
+
+def out_of_disk(tmp, monkeypatch):
+    import bench.io
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(bench.io.os, "replace", full)
+    return _run(tmp, "--method", "random", "--backbone", "resnet18", "--stem", "imagenet", *_data(tmp))
+
+
+CASES = {
+    # name: (argv or builder(tmp[, monkeypatch]), text the one-line message must contain)
+    "unknown method": (lambda t: _run(t, "--method", "simclrr"), "unknown method 'simclrr'"),
+    "unknown benchmark": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette-v9"),
+                          "unknown benchmark 'imagenette-v9'"),
+    "unknown dataset": (lambda t: _run(t, "--method", "simclr", "--data", "imagenete-mini"), "imagenette-mini"),
+    "unknown data scheme": (lambda t: _run(t, "--method", "simclr", "--data", "s3://bucket/x"), "s3://bucket/x"),
+    "unknown config key": (lambda t: _run(t, "--method", "simclr", "--set", "epochz=3"),
+                           "unknown config key 'epochz' (did you mean 'epochs'?)"),
+    "invalid config value": (lambda t: _run(t, "--method", "simclr", "--set", "batch_size=-1"), "batch_size"),
+    "--set without =": (lambda t: _run(t, "--method", "simclr", "--set", "epochs3"), "KEY=VALUE"),
+    "unknown method kwarg": (lambda t: _run(t, "--method", "simclr", "--set", "method_kwargs.temprature=0.2",
+                                            *_data(t)), "no hyper-parameter 'temprature' (did you mean 'temperature'?)"),
+    "unknown backbone": (lambda t: _run(t, "--method", "simclr", "--backbone", "resnet19", *_data(t)), "resnet19"),
+    "unknown recipe": (lambda t: _run(t, "--method", "simclr", "--recipe", "simclrr"), "recipe 'simclrr' not found"),
+    "malformed recipe YAML": (bad_yaml_recipe, "r.yaml"),
+    "recipe with unknown key": (recipe_unknown_key, "learning_rate"),
+    "recipe not a mapping": (recipe_not_a_mapping, "r.yaml"),
+    "missing data folder": (lambda t: _run(t, "--method", "simclr", "--data", "imagefolder:/no/such/dir"),
+                            "does not exist"),
+    "missing data root": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette64-v1",
+                                         "--data-root", str(t / "nowhere")), "nowhere"),
+    "corrupt image": (corrupt_image, "1.png: not a readable image file"),
+    "empty class folder": (empty_class, "c_empty"),
+    "missing val split": (no_val_split, "val"),
+    "image smaller than the crop": (image_smaller_than_crop, "8x8 px, smaller than"),
+    "mixed image sizes": (mixed_sizes, "odd.png"),
+    "plugin file missing": (plugin_missing_file, "nope.py"),
+    "plugin without a Method": (plugin_without_method, "plugin.py"),
+    "plugin syntax error": (plugin_syntax_error, "plugin.py"),
+    "plugin with a wrong __init__": (plugin_bad_init, "__init__"),
+    "plugin non-scalar loss": (plugin_non_scalar_loss, "scalar"),
+    "plugin NaN loss": (plugin_nan_loss, "loss is nan"),
+    "out of disk": (out_of_disk, "No space left on device; free some space"),
+    "probe a missing run": (lambda t: ["probe", str(t / "no-run")], "no-run"),
+    "resume a missing run": (lambda t: ["train", "--resume", str(t / "no-run")], "no-run"),
+    "leaderboard without records": (lambda t: ["leaderboard", "imagenette-mini-v1", "--results", str(t / "none")],
+                                    "no records"),
+}
+
+
+def _argv(name, tmp, monkeypatch):
+    build, _ = CASES[name]
+    return build(tmp, monkeypatch) if build.__code__.co_argcount == 2 else build(tmp)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gives_one_clear_line_and_writes_no_record(name, tmp_path, monkeypatch, capsys):
+    argv = _argv(name, tmp_path, monkeypatch)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert CASES[name][1] in err, err
+    ok_records = [p for p in (tmp_path / "results").rglob("*.json") if '"status": "ok"' in p.read_text()]
+    assert not ok_records  # a failure may leave a 'failed' record, never a leaderboard row
+
+
+if __name__ == "__main__":  # the reliability table: input -> message
+    import contextlib
+    import io
+    import tempfile
+
+    class _Patch:
+        def __init__(self):
+            self.undo = []
+
+        def setattr(self, obj, attr, value):
+            self.undo.append((obj, attr, getattr(obj, attr)))
+            setattr(obj, attr, value)
+
+    print("| bad input | message |\n|---|---|")
+    for case in CASES:
+        patch, err = _Patch(), io.StringIO()
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stderr(err):
+            code = main(_argv(case, Path(d), patch))
+        for obj, attr, value in patch.undo:
+            setattr(obj, attr, value)
+        msg = err.getvalue().strip().splitlines()[-1].replace(d, "TMP") if err.getvalue().strip() else ""
+        print(f"| {case} | `{msg}` (exit {code}) |")
