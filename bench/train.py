@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.augment import ViewAugmenter
 from bench.config import TrainConfig
@@ -52,12 +52,33 @@ class _BatchIndexed(Dataset):
         return self.images[idx], self.labels[idx]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's data order and augmentation: a resumed run replays exactly."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63)
+
+
+class EpochBatchSampler(Sampler):
+    """Shuffled full batches whose order depends only on (seed, epoch); Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
+        yield from order[: len(self) * self.batch_size].view(len(self), self.batch_size)
+
+
 def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
     ds = _BatchIndexed(images, labels)
     if len(ds) < batch_size:
         raise TrainingError(f"batch size {batch_size} is larger than the training set ({len(ds)} images); lower --batch-size")
-    gen = torch.Generator().manual_seed(seed)
-    sampler = BatchSampler(RandomSampler(ds, generator=gen), batch_size, drop_last=True)
+    sampler = EpochBatchSampler(len(ds), batch_size, seed)
     return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
 
 
@@ -83,6 +104,8 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
+        if batch_idx == 0:  # augmentation restarts from (seed, epoch): a run resumed at an epoch boundary replays
+            torch.manual_seed(epoch_seed(self.cfg.seed, self.current_epoch) + 1)  # the same views
         views = self.augment(images)
         if self.cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]

@@ -73,7 +73,7 @@ class IJEPA(Method):
         self.mask_kw = dict(num_targets=num_targets, target_scale=tuple(target_scale),
                             target_aspect=tuple(target_aspect), context_scale=tuple(context_scale))
         self.loss_kind = loss
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.patch = backbone.model.patch_embed.patch_size[0]
 
     def training_loss(self, views):
@@ -96,6 +96,7 @@ class IJEPA(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(self.backbone, step, total_steps)
+        self.generator.manual_seed(self.seed * 1_000_003 + step + 1)  # masks depend on the step: resumable
 
     @property
     def encoder(self) -> nn.Module:

@@ -100,14 +100,15 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
 
 
 def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder):
-    """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs."""
+    """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs and ends
+    with the same weights as a run that was never interrupted (data order and augmentation replay)."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    epochs = 12
+    epochs = 5
     argv = [sys.executable, "-m", "bench.cli", "train", "--method", "simclr", "--epochs", str(epochs),
             *_common(tmp_path, tiny_folder)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -130,3 +131,9 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
     assert info["status"] == "trained" and info["train"]["epochs"] == epochs
     assert info["train"]["images_seen"] == epochs * 2 * 16 * 4
     assert len(info["train"]["monitor_history"]) == epochs
+    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path / "straight", tiny_folder)]) == 0
+    (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
+    resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
+    for name, value in uninterrupted.items():
+        if value.is_floating_point():
+            assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
