@@ -11,9 +11,11 @@ from typing import Any
 from bench.errors import BenchError
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder + fsync + rename. A failed write
-    (full disk, permissions) raises a one-line BenchError and leaves any previous file untouched."""
+    (full disk, permissions) raises a one-line BenchError and leaves any previous file untouched.
+    ``exclusive``: never replace an existing file, even one another process creates concurrently
+    (the temp file is hard-linked into place, which fails if the name exists)."""
     path = Path(path)
     tmp = None
     try:
@@ -23,7 +25,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            Path(tmp).unlink()
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        raise BenchError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as e:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
@@ -39,8 +48,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, exclusive: bool = False) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), exclusive)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

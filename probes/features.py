@@ -16,7 +16,12 @@ from torch import nn
 from bench.augment import eval_transform
 from bench.io import atomic_torch_save
 
-FEATURE_CACHE_VERSION = 2
+FEATURE_CACHE_VERSION = 3  # 3: entries carry a sha256 of their bytes
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    t = t.detach().cpu().contiguous()
+    return hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
 def weights_hash(module: nn.Module) -> str:
@@ -66,13 +71,17 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
         path = Path(cache_dir) / "features" / f"{key}.pt"
         if path.is_file():
             try:
-                feats = torch.load(path, map_location="cpu", weights_only=True)
-                if isinstance(feats, torch.Tensor) and feats.ndim == (3 if tokens else 2) and len(feats) == len(images):
+                entry = torch.load(path, map_location="cpu", weights_only=True)
+                feats = entry["feats"]
+                if feats.ndim != (3 if tokens else 2) or len(feats) != len(images):
+                    warnings.warn(f"feature cache {path} has the wrong shape; recomputing", stacklevel=2)
+                elif tensor_sha256(feats) != entry["sha256"]:
+                    warnings.warn(f"feature cache {path} fails its checksum (corrupt); recomputing", stacklevel=2)
+                else:
                     return feats
-                warnings.warn(f"feature cache {path} has the wrong shape; recomputing", stacklevel=2)
             except Exception as e:  # noqa: BLE001 - any unreadable cache entry is recomputed
                 warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}); recomputing", stacklevel=2)
     feats = _extract(encoder, images, img_size, crop_pct, batch_size, device, tokens)
     if path is not None:
-        atomic_torch_save(feats, path)
+        atomic_torch_save({"feats": feats, "sha256": tensor_sha256(feats)}, path)
     return feats

@@ -55,6 +55,22 @@ def test_decode_once_then_cache_hit_is_identical(tmp_path):
     assert len(list((tmp_path / "cache" / "images").glob("*.npy"))) == 2
 
 
+def test_corrupt_image_cache_is_detected_and_rebuilt(tmp_path):
+    root = _tree(tmp_path / "ds")
+    spec = f"imagefolder:{root}"
+    first = load_split(spec, "train", size=16, cache_dir=tmp_path / "cache").images.clone()
+    (npy,) = (tmp_path / "cache" / "images").glob("*.npy")
+    raw = bytearray(npy.read_bytes())
+    raw[-1] ^= 0xFF  # one flipped pixel byte: the file still loads, only the checksum can tell
+    npy.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="corrupt"):
+        rebuilt = load_split(spec, "train", size=16, cache_dir=tmp_path / "cache")
+    assert torch.equal(rebuilt.images, first)
+    npy.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert torch.equal(load_split(spec, "train", size=16, cache_dir=tmp_path / "cache").images, first)
+
+
 def test_fingerprint_tracks_content(tmp_path):
     root = _tree(tmp_path / "ds")
     fp1 = load_split(f"imagefolder:{root}", "train", size=8, cache_dir=tmp_path / "c").fingerprint

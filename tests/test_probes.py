@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from bench.benchmarks import get_benchmark
 from bench.errors import ConfigError
 from probes.evaluate import evaluate_encoder
-from probes.features import extract_features
+from probes.features import extract_features, tensor_sha256
 from probes.knn import knn_classify, knn_probe
 from probes.linear import linear_probe, train_linear_grid
 from probes.selection import holdout_split
@@ -141,10 +141,19 @@ def test_feature_cache_hits_misses_and_recovers(tmp_path):
     assert torch.allclose(again, changed)
     # an entry with the wrong number of rows (e.g. a truncated write by an old version) is recomputed
     for f in (tmp_path / "features").glob("*.pt"):
-        torch.save(torch.zeros(3, 8), f)
+        torch.save({"feats": torch.zeros(3, 8), "sha256": tensor_sha256(torch.zeros(3, 8))}, f)
     with pytest.warns(UserWarning, match="wrong shape"):
         assert torch.allclose(extract_features(enc, images, **kw), changed)
     assert extract_features(enc, images, **kw).shape == (20, 8)  # and overwritten
+    # silent corruption (one value changed, file still loads) fails the checksum and is recomputed
+    for f in (tmp_path / "features").glob("*.pt"):
+        entry = torch.load(f, weights_only=True)
+        entry["feats"][0, 0] += 1.0
+        torch.save(entry, f)
+    calls = enc.calls
+    with pytest.warns(UserWarning, match="checksum"):
+        assert torch.allclose(extract_features(enc, images, **kw), changed)
+    assert enc.calls > calls
 
 
 def test_evaluate_encoder_reports_every_probe(tmp_path):

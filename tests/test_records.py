@@ -103,3 +103,33 @@ def test_git_sha_marks_dirty(tmp_path):
     assert sha and len(sha) == 40
     (tmp_path / "f.txt").write_text("y")
     assert git_sha(tmp_path) == sha + "-dirty"
+
+
+def _write_many(results_dir, worker, n, shared_id):
+    """One concurrent writer: n records of its own, one contested run id, and a leaderboard rebuild each time."""
+    from bench.leaderboard import write_leaderboard
+    won = 0
+    for i in range(n):
+        write_record(make_record(run_id=new_run_id(f"w{worker}", i), seed=i), results_dir)
+        write_leaderboard("imagenette-mini-v1", results_dir, results_dir.parent / "lb", ("md", "csv"))
+    try:
+        write_record(make_record(run_id=shared_id, seed=worker), results_dir)
+        won = 1
+    except BenchError:
+        pass
+    return won
+
+
+def test_concurrent_writers_do_not_clobber_each_other(tmp_path):
+    import concurrent.futures
+    import multiprocessing
+
+    results, shared = tmp_path / "results", new_run_id("contested", 0)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        won = list(pool.map(_write_many, [results] * 2, [0, 1], [10, 10], [shared] * 2))
+    records = load_records(results, "imagenette-mini-v1")
+    assert len(records) == 21 and sum(won) == 1  # every record kept; the contested id written exactly once
+    assert not [p for p in (results / "imagenette-mini-v1").iterdir() if p.suffix != ".json"]  # no temp files
+    md = (tmp_path / "lb" / "imagenette-mini-v1" / "leaderboard.md").read_text()
+    assert md.startswith("## imagenette-mini-v1")  # whole, not torn

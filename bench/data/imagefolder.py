@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from bench.errors import DataError
 from bench.io import atomic_write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-CACHE_VERSION = 2  # bump when decoding changes
+CACHE_VERSION = 3  # bump when decoding or the cache format changes (3: .npy sha256 in the metadata)
 
 
 @dataclass
@@ -142,6 +143,31 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
     return fp.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _valid_cache_meta(npy: Path, meta_path: Path, n: int) -> dict | None:
+    """The cache entry's metadata if the entry is whole (sha256 of the .npy matches); else None, and a
+    corrupt entry is removed so that it is rebuilt, never used."""
+    if not (npy.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("n") == n and meta.get("npy_sha256") == file_sha256(npy):
+            return meta
+    except (OSError, ValueError):
+        pass
+    warnings.warn(f"image cache {npy} is corrupt or incomplete; rebuilding it", stacklevel=3)
+    npy.unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+    return None
+
+
 def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_dir: str | Path,
                      spec: str = "", split: str = "", check_manifest: bool = True,
                      progress: bool = False) -> ImageData:
@@ -161,12 +187,7 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
     key = _cache_key(split_dir, files, size)
     cache = Path(cache_dir) / "images"
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
-    meta = None
-    if npy.is_file() and meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except ValueError:
-            meta = None
+    meta = _valid_cache_meta(npy, meta_path, len(files))
     if meta is None:
         cache.mkdir(parents=True, exist_ok=True)
         try:
@@ -174,16 +195,10 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
         except OSError as e:
             raise DataError(f"cannot write the decoded-image cache {npy}: {e.strerror or e}; "
                             f"free some space or pass --cache-dir") from None
-        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes}
+        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes,
+                "npy_sha256": file_sha256(npy)}
         atomic_write_json(meta_path, meta)
-    try:
-        arr = np.load(npy, mmap_mode="c")
-    except (OSError, ValueError) as e:
-        npy.unlink(missing_ok=True)
-        raise DataError(f"image cache {npy} is unreadable ({e}); it was removed, run again to rebuild it") from None
-    if arr.shape[0] != len(files):
-        npy.unlink(missing_ok=True)
-        raise DataError(f"image cache {npy} has {arr.shape[0]} images, expected {len(files)}; removed, run again")
+    arr = np.load(npy, mmap_mode="c")
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     return ImageData(images=torch.from_numpy(arr), labels=labels, classes=classes,
                      fingerprint=meta["fingerprint"], spec=spec or f"imagefolder:{split_dir.parent}",
