@@ -87,6 +87,18 @@ def _record_base(info: dict, benchmark: Benchmark, data: BenchData) -> dict:
     )
 
 
+def check_checkpoint(path: Path) -> None:
+    """Refuse a checkpoint that is unreadable or holds anything but data (loaded with weights_only=True)."""
+    if not path.exists():
+        return  # interrupted before the first epoch ended: training restarts from scratch
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated file, pickled code, ...: all refused the same way
+        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise BenchError(f"cannot resume from {path}: not a readable data-only checkpoint ({why}); "
+                         f"delete it to restart the run from scratch") from None
+
+
 def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = "runs", recipe: str | None = None,
               data: BenchData | None = None, results_dir: str | Path | None = None, progress: bool = True,
               data_root: str | None = None, cache_dir: str | None = None, resume: str | Path | None = None) -> Path:
@@ -101,6 +113,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         except (OSError, ValueError) as e:
             raise BenchError(f"cannot resume {run_dir}: no readable run.json ({e})") from None
         cfg = TrainConfig(**info["config"])
+        check_checkpoint(run_dir / "checkpoints" / "last.ckpt")
         method = build_method(cfg)
     else:
         check_image_size(data.train, cfg.img_size, "the training crop")

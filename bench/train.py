@@ -245,7 +245,8 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None,
+                    weights_only=True)  # a checkpoint is data: no pickled code runs on resume
     elapsed = time.perf_counter() - start
     history = module.monitor_history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}

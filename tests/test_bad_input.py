@@ -150,6 +150,33 @@ def out_of_disk(tmp, monkeypatch):
     return _run(tmp, "--method", "random", "--backbone", "resnet18", "--stem", "imagenet", *_data(tmp))
 
 
+class _Evil:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def _interrupted_run(tmp: Path, ckpt_bytes: bytes | None = None, obj=None) -> list[str]:
+    import json
+
+    from bench.config import make_config
+    run = tmp / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = make_config("simclr", epochs=2, batch_size=4, backbone_kwargs={"stem": "imagenet"})
+    (run / "run.json").write_text(json.dumps({"run_id": "r", "method": "simclr", "config": cfg.model_dump(mode="json"),
+                                              "status": "running", "train": {}}))
+    if obj is not None:
+        torch.save(obj, run / "checkpoints" / "last.ckpt")
+    else:
+        (run / "checkpoints" / "last.ckpt").write_bytes(ckpt_bytes)
+    return ["train", "--resume", str(run), "--cache-dir", str(tmp / "cache"), "--no-progress", *_data(tmp)]
+
+
 CASES = {
     # name: (argv or builder(tmp[, monkeypatch]), text the one-line message must contain)
     "unknown method": (lambda t: _run(t, "--method", "simclrr"), "unknown method 'simclrr'"),
@@ -184,6 +211,10 @@ CASES = {
     "plugin non-scalar loss": (plugin_non_scalar_loss, "scalar"),
     "plugin NaN loss": (plugin_nan_loss, "loss is nan"),
     "out of disk": (out_of_disk, "No space left on device; free some space"),
+    "resume from a truncated checkpoint": (lambda t: _interrupted_run(t, b"PK\x03\x04 cut short"),
+                                           "not a readable data-only checkpoint"),
+    "resume from a checkpoint with pickled code": (lambda t: _interrupted_run(t, obj={"x": _Evil(t / "pwned")}),
+                                                   "not a readable data-only checkpoint"),
     "probe a missing run": (lambda t: ["probe", str(t / "no-run")], "no-run"),
     "resume a missing run": (lambda t: ["train", "--resume", str(t / "no-run")], "no-run"),
     "leaderboard without records": (lambda t: ["leaderboard", "imagenette-mini-v1", "--results", str(t / "none")],
@@ -203,6 +234,7 @@ def test_bad_input_gives_one_clear_line_and_writes_no_record(name, tmp_path, mon
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert CASES[name][1] in err, err
+    assert not (tmp_path / "pwned").exists()  # nothing from a checkpoint was executed
     ok_records = [p for p in (tmp_path / "results").rglob("*.json") if '"status": "ok"' in p.read_text()]
     assert not ok_records  # a failure may leave a 'failed' record, never a leaderboard row
 
