@@ -1,0 +1,53 @@
+"""moving-shapes: determinism by seed, balanced labels, shapes stay in frame and move; the push env."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.data.moving_shapes import DIRECTIONS, SHAPES, PushEnv, load_moving_shapes, moving_shapes
+
+
+def test_clips_are_a_pure_function_of_the_seed():
+    a, la = moving_shapes(24, frames=6, size=32, seed=3)
+    b, lb = moving_shapes(24, frames=6, size=32, seed=3)
+    c, _ = moving_shapes(24, frames=6, size=32, seed=4)
+    assert a.shape == (24, 6, 3, 32, 32) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and all(torch.equal(la[k], lb[k]) for k in la)
+    assert not torch.equal(a, c)
+
+
+def test_labels_are_balanced_and_splits_differ():
+    _, labels = moving_shapes(120, frames=2, seed=0)
+    assert torch.bincount(labels["shape"]).tolist() == [40] * len(SHAPES)
+    assert torch.bincount(labels["direction"]).tolist() == [30] * len(DIRECTIONS)
+    train, val = load_moving_shapes("train", n_train=12, n_val=12), load_moving_shapes("val", n_train=12, n_val=12)
+    assert train.fingerprint != val.fingerprint and len(train) == 12
+
+
+def test_the_shape_moves_along_its_direction():
+    clips, labels = moving_shapes(48, frames=3, size=32, seed=0)
+    bright = clips.float().amax(2) > 0.44 * 255  # the moving shape is the only bright object
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    w = bright.float()
+    cx = (w * xs).sum((-1, -2)) / w.sum((-1, -2)).clamp(min=1)
+    cy = (w * ys).sum((-1, -2)) / w.sum((-1, -2)).clamp(min=1)
+    assert bool((w.sum((-1, -2)) > 5).all())  # visible in every frame
+    dx, dy = cx[:, 1] - cx[:, 0], cy[:, 1] - cy[:, 0]
+    expected = torch.stack([dx, -dx, dy, -dy], 1)  # displacement along right, left, down, up
+    moved_right_way = expected.gather(1, labels["direction"][:, None]).squeeze(1) > 0
+    assert moved_right_way.float().mean() > 0.8  # except clips that bounced on the first step
+
+
+def test_push_env_steps_clips_and_renders():
+    env = PushEnv(size=32, max_step=3.0, radius=3.0)
+    s = torch.tensor([[10.0, 10.0]])
+    assert torch.allclose(env.step(s, torch.tensor([[1.0, -0.5]])), torch.tensor([[13.0, 8.5]]))
+    assert torch.allclose(env.step(s, torch.tensor([[-10.0, 0.0]])), torch.tensor([[7.0, 10.0]]))  # action clipped
+    far = env.rollout(s, torch.ones(1, 20, 2))
+    assert far.shape == (1, 21, 2) and torch.allclose(far[0, -1], torch.tensor([29.0, 29.0]))  # wall
+    ep = env.random_episodes(5, horizon=4, seed=0)
+    assert ep["frames"].shape == (5, 5, 3, 32, 32) and ep["actions"].shape == (5, 4, 2)
+    assert torch.equal(ep["frames"], env.random_episodes(5, horizon=4, seed=0)["frames"])
+    # the agent is drawn where its state says
+    frame = env.render(torch.tensor([20.0, 8.0]))
+    assert frame[0, 8, 20] == 255 and frame[0, 24, 5] < 100
