@@ -56,7 +56,11 @@ class Backbone(nn.Module):
             return m.forward_features(x).flatten(2).transpose(1, 2)
         x = m.patch_embed(x)
         x = m._pos_embed(x)  # adds pos-embed, prepends prefix tokens if any
-        n_prefix = m.num_prefix_tokens
+        return self._encode(x, m.num_prefix_tokens, keep)
+
+    def _encode(self, x: torch.Tensor, n_prefix: int, keep: torch.Tensor | None) -> torch.Tensor:
+        """Embedded tokens (B, n_prefix + N, D) -> the transformer's patch tokens, keeping only ``keep``."""
+        m = self.model
         if keep is not None:
             patches = x[:, n_prefix:]
             idx = keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
@@ -65,6 +69,48 @@ class Backbone(nn.Module):
         x = m.blocks(x)
         x = m.norm(x)
         return x[:, n_prefix:]
+
+
+def sincos_pos_embed(dim: int, grid: tuple[int, ...]) -> torch.Tensor:
+    """(prod(grid), dim) fixed sine-cosine position embedding over a 2-D (h, w) or 3-D (t, h, w) grid:
+    the channels are split evenly over the axes (MAE / I-JEPA / V-JEPA style)."""
+    per_axis = dim // len(grid) // 2 * 2
+    coords = torch.meshgrid(*[torch.arange(n) for n in grid], indexing="ij")
+    parts = []
+    for pos in coords:
+        omega = 1.0 / 10000 ** (torch.arange(per_axis // 2, dtype=torch.float64) / max(1, per_axis // 2))
+        out = pos.flatten().double()[:, None] * omega[None]
+        parts += [out.sin(), out.cos()]
+    emb = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(emb, (0, dim - emb.shape[1])).float()
+
+
+class VideoBackbone(Backbone):
+    """A ViT on clips: tubelet patch embedding (tubelet x patch x patch Conv3d) and a fixed 3-D
+    sine-cosine position embedding, then the same timm blocks / norms as the image ViT (``tokens``
+    with ``keep`` works as for images). Input (B, T, 3, H, W); ``forward`` = mean of the tokens."""
+
+    def __init__(self, model: nn.Module, name: str, img_size: int, tubelet: int = 2):
+        super().__init__(model, name, img_size)
+        p = model.patch_embed.patch_size[0]
+        model.patch_embed = nn.Identity()  # replaced by the tubelet embedding (no unused parameters under DDP)
+        self.tubelet, self.patch = tubelet, p
+        self.tubelet_embed = nn.Conv3d(3, self.embed_dim, kernel_size=(tubelet, p, p), stride=(tubelet, p, p))
+
+    def grid(self, x: torch.Tensor) -> tuple[int, int, int]:
+        _, t, _, h, w = x.shape
+        if t % self.tubelet or h % self.patch or w % self.patch:
+            raise ValueError(f"clip {tuple(x.shape[1:])} is not divisible into {self.tubelet}x{self.patch}x{self.patch} tubelets")
+        return t // self.tubelet, h // self.patch, w // self.patch
+
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        grid = self.grid(x)
+        z = self.tubelet_embed(x.transpose(1, 2)).flatten(2).transpose(1, 2)  # (B, t*h*w, D)
+        z = z + sincos_pos_embed(self.embed_dim, grid).to(z)
+        return self._encode(z, 0, keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tokens(x).mean(1)
 
 
 def _small_stem(model: nn.Module, stem: str) -> None:
@@ -96,10 +142,19 @@ def _vit(arch: str):
     return make
 
 
+def _video_vit(arch: str):
+    def make(img_size: int = 32, patch_size: int = 4, tubelet: int = 2, **kw) -> Backbone:
+        model = timm.create_model(arch, pretrained=False, num_classes=0, img_size=img_size, patch_size=patch_size,
+                                  class_token=False, global_pool="avg", pos_embed="none", **kw)
+        return VideoBackbone(model, f"video_{arch}", img_size, tubelet)
+    return make
+
+
 for _arch in ("resnet18", "resnet34", "resnet50"):
     register_backbone(_arch)(_resnet(_arch))
 for _arch in ("vit_tiny_patch16_224", "vit_small_patch16_224"):
     register_backbone(_arch.split("_patch")[0])(_vit(_arch))
+    register_backbone("video_" + _arch.split("_patch")[0])(_video_vit(_arch))
 
 
 def create_backbone(name: str, img_size: int = 32, **kw) -> Backbone:

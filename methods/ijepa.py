@@ -15,20 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.augment import ViewSpec
+from bench.backbones import sincos_pos_embed
 from methods import register
 from methods.base import Method
 from methods.ema import EMATeacher
 from methods.masks import sample_ijepa_masks
-
-
-def sincos_pos_embed_2d(dim: int, gh: int, gw: int) -> torch.Tensor:
-    """(gh*gw, dim) fixed 2-D sine-cosine position embedding (half the channels per axis)."""
-    def axis(d, pos):
-        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2))
-        out = pos.double()[:, None] * omega[None]
-        return torch.cat([out.sin(), out.cos()], dim=1)
-    ys, xs = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-    return torch.cat([axis(dim // 2, ys.flatten()), axis(dim // 2, xs.flatten())], dim=1).float()
 
 
 class Predictor(nn.Module):
@@ -88,7 +79,7 @@ class IJEPA(Method):
             target = torch.gather(h, 1, tgt_idx.flatten(1).unsqueeze(-1).expand(-1, -1, h.shape[-1]))
             target = target.view(b * j, kt, -1)  # block j of image i at row i*j + j
         ctx = self.backbone.tokens(x, keep=ctx_idx)
-        pos = sincos_pos_embed_2d(self.predictor.dim, gh, gw).to(x.device)
+        pos = sincos_pos_embed(self.predictor.dim, (gh, gw)).to(x.device)
         pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
         pred, target = pred.float(), target.float()  # the loss in fp32 under autocast
         loss = F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)

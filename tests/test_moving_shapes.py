@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bench.data.moving_shapes import DIRECTIONS, SHAPES, PushEnv, load_moving_shapes, moving_shapes
@@ -51,3 +52,26 @@ def test_push_env_steps_clips_and_renders():
     # the agent is drawn where its state says
     frame = env.render(torch.tensor([20.0, 8.0]))
     assert frame[0, 8, 20] == 255 and frame[0, 24, 5] < 100
+
+
+def test_video_vit_tubelets_tokens_and_keep():
+    from bench.backbones import create_backbone, sincos_pos_embed
+    torch.manual_seed(0)
+    b = create_backbone("video_vit_tiny", 32, patch_size=8, tubelet=2).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    tok = b.tokens(x)
+    assert tok.shape == (2, 2 * 4 * 4, 192) and b(x).shape == (2, 192)
+    assert b.grid(x) == (2, 4, 4)
+    # keep-indices: the kept tokens' outputs equal a pass over exactly those tokens (positions preserved)
+    keep = torch.tensor([[0, 17, 31], [5, 6, 7]])
+    assert b.tokens(x, keep=keep).shape == (2, 3, 192)
+    # a change in the second tubelet (frames 2-3) changes tokens; it is a real 3-D embedding
+    y = x.clone()
+    y[:, 2:] += 1.0
+    assert not torch.allclose(b.tokens(y), tok)
+    # 3-D position embedding: distinct per position, fixed (not a parameter)
+    pe = sincos_pos_embed(192, (2, 4, 4))
+    assert pe.shape == (32, 192) and torch.cdist(pe, pe).add(torch.eye(32) * 1e3).min() > 0.1
+    assert not any("pos" in n for n, _ in b.named_parameters())
+    with pytest.raises(ValueError, match="tubelets"):
+        b(torch.randn(1, 3, 3, 32, 32))  # 3 frames do not split into 2-frame tubelets
