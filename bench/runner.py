@@ -93,8 +93,12 @@ def check_checkpoint(path: Path) -> None:
         return  # interrupted before the first epoch ended: training restarts from scratch
     try:
         torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated file, pickled code, ...: all refused the same way
-        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    except Exception as e:  # noqa: BLE001 - truncated file, pickled code, ...: all refused
+        text = str(e)
+        why = ("it holds pickled objects other than tensors and plain data (possibly code); not loaded"
+               if "Weights only load failed" in text or "Unsupported global" in text
+               else "truncated or corrupt file" if "zip archive" in text or "EOF" in text
+               else f"{type(e).__name__}: {text.strip().splitlines()[0][:120] if text.strip() else ''}")
         raise BenchError(f"cannot resume from {path}: not a readable data-only checkpoint ({why}); "
                          f"delete it to restart the run from scratch") from None
 
