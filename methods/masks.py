@@ -59,7 +59,28 @@ def sample_ijepa_masks(batch: int, grid: tuple[int, int], generator: torch.Gener
     if keep < min_context:  # rare: targets cover the context block; fall back to all non-target patches
         context = ~targets.any(1)
         keep = int(context.sum(1).min())
-    # a random subset of `keep` context patches per image (scores: random where allowed, -1 elsewhere)
-    scores = torch.where(context, torch.rand(context.shape, generator=generator), torch.full(context.shape, -1.0))
-    context_idx = scores.topk(keep, dim=1).indices.sort(1).values
-    return context_idx, mask_to_index(targets)
+    # a random subset of `keep` context patches per image
+    return _random_subset(context, keep, generator), mask_to_index(targets)
+
+
+def _random_subset(mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, N) bool -> (B, k) sorted indices of k random True entries per row (every row has >= k)."""
+    scores = torch.where(mask, torch.rand(mask.shape, generator=generator), torch.full(mask.shape, -1.0))
+    return scores.topk(k, dim=1).indices.sort(1).values
+
+
+def sample_vjepa_masks(batch: int, grid: tuple[int, int, int], generator: torch.Generator, *, num_blocks: int = 8,
+                       scale=(0.15, 0.15), aspect=(0.75, 1.5)) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-JEPA 3-D multi-block masks over a (t, h, w) token grid: ``num_blocks`` spatial blocks whose
+    union is masked in *every* frame (tubes through time, so the target cannot be copied from a
+    neighbouring frame); the context is the rest. Short-range: 8 blocks at scale 0.15; long-range:
+    2 blocks at scale 0.7. Returns ``context_idx`` (B, Kc) and ``target_idx`` (B, Kt) into the
+    flattened t*h*w tokens; counts are the batch-wide minimum (random subsets), disjoint by construction."""
+    t, h, w = grid
+    size = block_size((h, w), scale, aspect, generator)
+    spatial = block_masks(batch, (h, w), num_blocks, size, generator).any(1)            # (B, h*w)
+    if bool(spatial.all(1).any()):  # a union that covers every patch leaves no context: keep one patch out
+        spatial[torch.arange(batch), torch.randint(0, h * w, (batch,), generator=generator)] = False
+    target = spatial.repeat(1, t)                                                        # (B, t*h*w)
+    n_target, n_context = int(target.sum(1).min()), int((~target).sum(1).min())
+    return _random_subset(~target, n_context, generator), _random_subset(target, n_target, generator)

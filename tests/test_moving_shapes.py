@@ -75,3 +75,20 @@ def test_video_vit_tubelets_tokens_and_keep():
     assert not any("pos" in n for n, _ in b.named_parameters())
     with pytest.raises(ValueError, match="tubelets"):
         b(torch.randn(1, 3, 3, 32, 32))  # 3 frames do not split into 2-frame tubelets
+
+
+@pytest.mark.parametrize("blocks,scale", [(8, (0.15, 0.15)), (2, (0.7, 0.7))])
+def test_vjepa_masks_are_tubes_disjoint_and_rectangular(blocks, scale):
+    from methods.masks import sample_vjepa_masks
+    g = torch.Generator().manual_seed(0)
+    t, h, w = 4, 8, 8
+    ctx, tgt = sample_vjepa_masks(16, (t, h, w), g, num_blocks=blocks, scale=scale)
+    assert ctx.ndim == tgt.ndim == 2 and len(ctx) == len(tgt) == 16
+    assert ctx.shape[1] > 0 and tgt.shape[1] > 0
+    for c, m in zip(ctx, tgt):
+        assert not set(c.tolist()) & set(m.tolist())                      # disjoint
+        assert len(set(c.tolist())) == len(c) and max(c.tolist() + m.tolist()) < t * h * w
+    # before the batch-wide trimming, a target tube covers the same cells in every frame
+    one_ctx, one_tgt = sample_vjepa_masks(1, (t, h, w), torch.Generator().manual_seed(1), num_blocks=blocks, scale=scale)
+    cells = [set((one_tgt[0][(one_tgt[0] // (h * w)) == f] % (h * w)).tolist()) for f in range(t)]
+    assert all(c == cells[0] for c in cells) and len(one_ctx[0]) + len(one_tgt[0]) == t * h * w
