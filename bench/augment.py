@@ -33,6 +33,9 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def eval_transform(images: torch.Tensor, img_size: int, crop_pct: float = 1.0) -> torch.Tensor:
     """Deterministic evaluation preprocessing: resize the short side to img_size / crop_pct,
     centre-crop img_size, normalise. uint8 or [0, 1] float in, normalised float out."""
+    if images.ndim == 5:  # clips (B, T, 3, H, W): frame by frame
+        b, t = images.shape[:2]
+        return eval_transform(images.flatten(0, 1), img_size, crop_pct).unflatten(0, (b, t))
     x = to_float(images)
     resize = int(round(img_size / crop_pct))
     if x.shape[-1] != resize or x.shape[-2] != resize:
@@ -77,7 +80,14 @@ class ViewSpec:
         return asdict(self)
 
 
-def _view_pipeline(spec: ViewSpec) -> nn.Module:
+def _view_pipeline(spec: ViewSpec, video: bool = False) -> nn.Module:
+    """The kornia ops of one view; ``video``: clips (B, T, 3, H, W) with one set of random parameters
+    per clip, shared by all its frames (a crop that moves between frames would fake motion)."""
+    ops = _view_ops(spec)
+    return K.VideoSequential(*ops, data_format="BTCHW", same_on_frame=True) if video else nn.Sequential(*ops)
+
+
+def _view_ops(spec: ViewSpec) -> list[nn.Module]:
     size = int(spec.size)
     ops: list[nn.Module] = [K.RandomResizedCrop((size, size), scale=spec.scale, ratio=spec.ratio,
                                                 cropping_mode="resample")]
@@ -93,11 +103,12 @@ def _view_pipeline(spec: ViewSpec) -> nn.Module:
         ops.append(K.RandomGaussianBlur((kernel, kernel), spec.blur_sigma, p=spec.blur_p))
     if spec.solarize_p > 0:
         ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=spec.solarize_p))  # threshold 0.5
-    return nn.Sequential(*ops)
+    return ops
 
 
 class ViewAugmenter(nn.Module):
-    """uint8 (B, 3, H, W) on any device -> list of normalised views, one per ViewSpec."""
+    """uint8 images (B, 3, H, W) or clips (B, T, 3, H, W) on any device -> list of normalised views,
+    one per ViewSpec (clips keep their frames: one crop / flip / jitter per clip)."""
 
     def __init__(self, specs: list[ViewSpec], img_size: int):
         super().__init__()
@@ -109,9 +120,11 @@ class ViewAugmenter(nn.Module):
             key = str(abs(hash(s)))
             if key not in self._pipes:
                 self._pipes[key] = _view_pipeline(s)
+                self._pipes[key + "_video"] = _view_pipeline(s, video=True)
             self._keys.append(key)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = to_float(images)
-        return [normalize(self._pipes[k](x).clamp_(0, 1)) for k in self._keys]
+        suffix = "_video" if x.ndim == 5 else ""
+        return [normalize(self._pipes[k + suffix](x).clamp_(0, 1)) for k in self._keys]

@@ -92,3 +92,17 @@ def test_vjepa_masks_are_tubes_disjoint_and_rectangular(blocks, scale):
     one_ctx, one_tgt = sample_vjepa_masks(1, (t, h, w), torch.Generator().manual_seed(1), num_blocks=blocks, scale=scale)
     cells = [set((one_tgt[0][(one_tgt[0] // (h * w)) == f] % (h * w)).tolist()) for f in range(t)]
     assert all(c == cells[0] for c in cells) and len(one_ctx[0]) + len(one_tgt[0]) == t * h * w
+
+
+def test_clip_views_share_one_crop_across_frames():
+    from bench.augment import ViewAugmenter, ViewSpec, eval_transform
+    torch.manual_seed(0)
+    frame = torch.randint(0, 255, (1, 1, 3, 32, 32), dtype=torch.uint8).expand(4, -1, -1, -1, -1)
+    clips = frame.expand(-1, 6, -1, -1, -1).contiguous()  # 4 identical static clips: all frames equal
+    (view,) = ViewAugmenter([ViewSpec(scale=(0.2, 0.5))], 16)(clips)
+    assert view.shape == (4, 6, 3, 16, 16)
+    assert torch.allclose(view, view[:, :1].expand_as(view), atol=1e-5)  # same crop / jitter on every frame
+    assert not torch.allclose(view[0], view[1])  # but each clip draws its own parameters
+    images = ViewAugmenter([ViewSpec()], 16)(frame[:, 0])[0]
+    assert images.shape == (4, 3, 16, 16)
+    assert eval_transform(clips, 16).shape == (4, 6, 3, 16, 16)
