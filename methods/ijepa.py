@@ -57,15 +57,27 @@ class IJEPA(Method):
         super().__init__(backbone)
         if not getattr(backbone, "is_vit", False):
             raise TypeError("I-JEPA needs a ViT backbone (it drops masked patch tokens)")
-        if loss not in ("l2", "smooth_l1"):
-            raise TypeError(f"loss must be 'l2' or 'smooth_l1', got {loss!r}")
+        if loss not in ("l2", "smooth_l1", "l1"):
+            raise TypeError(f"loss must be 'l2', 'smooth_l1' or 'l1', got {loss!r}")
         self.predictor = Predictor(backbone.embed_dim, pred_dim, pred_depth, pred_heads)
         self.teacher = EMATeacher(backbone, ema)
         self.mask_kw = dict(num_targets=num_targets, target_scale=tuple(target_scale),
                             target_aspect=tuple(target_aspect), context_scale=tuple(context_scale))
         self.loss_kind = loss
         self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
-        self.patch = backbone.model.patch_embed.patch_size[0]
+        self.patch = getattr(backbone, "patch", None) or backbone.model.patch_embed.patch_size[0]
+
+    def target_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The EMA target encoder's layer-normed tokens of the whole input (no gradient)."""
+        with torch.no_grad():
+            h = self.teacher.module.tokens(x)
+            return F.layer_norm(h, h.shape[-1:])
+
+    def regression_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred, target = pred.float(), target.float()  # the loss in fp32 under autocast
+        if self.loss_kind == "l1":
+            return F.l1_loss(pred, target)
+        return F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)
 
     def training_loss(self, views):
         x = views[0]
@@ -73,16 +85,13 @@ class IJEPA(Method):
         ctx_idx, tgt_idx = sample_ijepa_masks(b, (gh, gw), self.generator, **self.mask_kw)
         ctx_idx, tgt_idx = ctx_idx.to(x.device), tgt_idx.to(x.device)
         j, kt = tgt_idx.shape[1], tgt_idx.shape[2]
-        with torch.no_grad():
-            h = self.teacher.module.tokens(x)
-            h = F.layer_norm(h, h.shape[-1:])
-            target = torch.gather(h, 1, tgt_idx.flatten(1).unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-            target = target.view(b * j, kt, -1)  # block j of image i at row i*j + j
+        h = self.target_tokens(x)
+        target = torch.gather(h, 1, tgt_idx.flatten(1).unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        target = target.view(b * j, kt, -1)  # block j of image i at row i*j + j
         ctx = self.backbone.tokens(x, keep=ctx_idx)
         pos = sincos_pos_embed(self.predictor.dim, (gh, gw)).to(x.device)
         pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
-        pred, target = pred.float(), target.float()  # the loss in fp32 under autocast
-        loss = F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)
+        loss = self.regression_loss(pred, target)
         return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1]))}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

@@ -106,3 +106,22 @@ def test_clip_views_share_one_crop_across_frames():
     images = ViewAugmenter([ViewSpec()], 16)(frame[:, 0])[0]
     assert images.shape == (4, 3, 16, 16)
     assert eval_transform(clips, 16).shape == (4, 6, 3, 16, 16)
+
+
+def test_vjepa_step_on_clips_trains_student_and_predictor_only():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    from methods import get_method
+    torch.manual_seed(0)
+    m = get_method("vjepa")(create_backbone("video_vit_tiny", 32, patch_size=8, tubelet=2), pred_dim=32, pred_depth=1,
+                            pred_heads=2)
+    clips, _ = moving_shapes(4, frames=4, size=32, seed=0)
+    views = ViewAugmenter(m.views, 32)(clips)
+    out = m.training_loss(views)
+    assert torch.isfinite(out["loss"]) and out["short_range"] > 0 and out["long_range"] > 0
+    out["loss"].backward()
+    assert m.backbone.tubelet_embed.weight.grad is not None and m.predictor.mask_token.grad is not None
+    assert all(p.grad is None for p in m.teacher.parameters())
+    assert m.encoder is m.teacher.module
+    with pytest.raises(TypeError, match="video backbone"):
+        get_method("vjepa")(create_backbone("vit_tiny", 32, patch_size=8))
