@@ -166,12 +166,7 @@ def new_run_id(method: str, seed: int) -> str:
 def write_record(record: RunRecord, results_dir: str | os.PathLike) -> Path:
     """Write ``results_dir/<benchmark-id>/<run_id>.json`` atomically; an existing file is never replaced."""
     path = Path(results_dir) / record.benchmark.id / f"{record.run_id}.json"
-    try:
-        return atomic_write_json(path, record.model_dump(mode="json"), exclusive=True)
-    except BenchError as e:
-        if "already exists" in str(e):
-            raise BenchError(f"record {path} already exists; refusing to overwrite it (run ids must be unique)") from None
-        raise
+    return atomic_write_json(path, record.model_dump(mode="json"), exclusive=True)
 
 
 def _one_line(e: ValidationError) -> str:

@@ -126,7 +126,7 @@ class SSLModule(L.LightningModule):
         emb = emb.detach().float()
         self.images_seen += sum(len(v) for v in views)
         # the monitors see the epoch's last MONITOR_ROWS rows (a method may point them at its projector output)
-        self._monitor_feats.append(terms.get("monitor", emb).detach().float()[:MONITOR_ROWS].cpu())
+        self._monitor_feats.append(terms.get("monitor", emb).detach().float()[:MONITOR_ROWS])  # stays on device
         while sum(len(f) for f in self._monitor_feats[1:]) >= MONITOR_ROWS:
             self._monitor_feats.pop(0)
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
@@ -146,7 +146,7 @@ class SSLModule(L.LightningModule):
     def on_train_epoch_end(self):
         if not self._monitor_feats:
             return
-        metrics = collapse_metrics(torch.cat(self._monitor_feats)[:MONITOR_ROWS])
+        metrics = collapse_metrics(torch.cat(self._monitor_feats)[-MONITOR_ROWS:].cpu())  # one copy per epoch
         self._monitor_feats = []
         metrics["epoch"] = self.current_epoch
         self.monitor_history.append(metrics)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.errors import DataError
+
 SHAPES = ("square", "disc", "triangle")
 DIRECTIONS = ("right", "left", "down", "up")
 _DIR_VEC = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # (dx, dy) per direction
@@ -101,7 +103,6 @@ def moving_shapes(n: int, frames: int = 8, size: int = 32, seed: int = 0) -> tup
 def load_moving_shapes(split: str, n_train: int = 2000, n_val: int = 500, frames: int = 8, size: int = 32) -> VideoData:
     """The ``moving-shapes`` splits: train and val come from different seeds (never the same clip)."""
     if split not in ("train", "val"):
-        from bench.errors import DataError
         raise DataError(f"dataset 'moving-shapes' has no split {split!r} (found: train, val)")
     n, seed = (n_train, 0) if split == "train" else (n_val, 1)
     clips, labels = moving_shapes(n, frames, size, seed)
