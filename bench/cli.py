@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except OSError as e:  # disk full, permissions, ... anywhere: one line naming the file
         if args.debug:
             raise

@@ -4,6 +4,8 @@
 class BenchError(Exception):
     """Base class: a user-facing problem with a message that names it and what to do."""
 
+    exit_code = 2
+
 
 class ConfigError(BenchError):
     """Malformed or unknown configuration."""
@@ -19,3 +21,9 @@ class PluginError(BenchError):
 
 class TrainingError(BenchError):
     """Training cannot go on (NaN loss, collapse with --stop-on-collapse, ...)."""
+
+
+class Interrupted(BenchError):
+    """Training stopped by SIGTERM / SLURM preemption / Ctrl-C after saving a checkpoint to resume from."""
+
+    exit_code = 143  # 128 + SIGTERM

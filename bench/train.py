@@ -20,13 +20,14 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.augment import ViewAugmenter
 from bench.config import TrainConfig
-from bench.errors import TrainingError
+from bench.errors import Interrupted, TrainingError
 from bench.io import atomic_torch_save
 from bench.monitors import collapse_metrics, is_collapsed
 from methods.base import Method
@@ -53,25 +54,38 @@ class _BatchIndexed(Dataset):
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's data order and augmentation: a resumed run replays exactly."""
+    """The seed of one epoch's data order: a resumed run replays exactly."""
     return (seed * 1_000_003 + epoch * 7_919) % (2**63)
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one optimiser step's augmentation (and dropout): a run resumed at any step replays exactly."""
+    return (seed * 2_000_029 + step * 104_729 + 1) % (2**63)
+
+
 class EpochBatchSampler(Sampler):
-    """Shuffled full batches whose order depends only on (seed, epoch); Lightning calls ``set_epoch``."""
+    """Shuffled full batches whose order depends only on (seed, epoch); Lightning calls ``set_epoch``.
+    ``resume_at(epoch, done)`` makes that epoch's next pass skip the ``done`` batches already trained on."""
 
     def __init__(self, n: int, batch_size: int, seed: int):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, done: int) -> None:
+        self._skip = (epoch, done)
 
     def __len__(self) -> int:
         return self.n // self.batch_size
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
-        yield from order[: len(self) * self.batch_size].view(len(self), self.batch_size)
+        batches = order[: len(self) * self.batch_size].view(len(self), self.batch_size)
+        skip = self._skip[1] if self._skip and self._skip[0] == self.epoch else 0
+        self._skip = None
+        yield from batches[skip:]
 
 
 def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
@@ -91,9 +105,10 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) ->
 
 
 class SSLModule(L.LightningModule):
-    def __init__(self, method: Method, cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
+    def __init__(self, method: Method, cfg: TrainConfig, num_classes: int, steps_per_epoch: int,
+                 sampler: EpochBatchSampler | None = None):
         super().__init__()
-        self.method, self.cfg = method, cfg
+        self.method, self.cfg, self.sampler = method, cfg, sampler
         self.augment = ViewAugmenter(method.views, cfg.img_size)
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * cfg.epochs)
@@ -104,8 +119,7 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        if batch_idx == 0:  # augmentation restarts from (seed, epoch): a run resumed at an epoch boundary replays
-            torch.manual_seed(epoch_seed(self.cfg.seed, self.current_epoch) + 1)  # the same views
+        torch.manual_seed(step_seed(self.cfg.seed, self.global_step))  # a run resumed at any step replays its views
         views = self.augment(images)
         if self.cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
@@ -165,6 +179,9 @@ class SSLModule(L.LightningModule):
         state = checkpoint.get("ssl_bench", {})
         self.images_seen = state.get("images_seen", 0)
         self.monitor_history = state.get("monitor_history", [])
+        done = checkpoint["global_step"] - checkpoint["epoch"] * self.steps_per_epoch
+        if self.sampler is not None and 0 < done < self.steps_per_epoch:  # saved mid-epoch (SIGTERM, Ctrl-C)
+            self.sampler.resume_at(checkpoint["epoch"], done)
 
     def configure_optimizers(self):
         cfg = self.cfg
@@ -204,6 +221,19 @@ class TrainResult:
     checkpoint: str | None = None
 
 
+class CheckpointOnInterrupt(Callback):
+    """SIGTERM (SLURM preemption, ``kill``), Ctrl-C or a training fault (NaN loss) saves last.ckpt before the
+    run stops. Lightning raises these between steps or before the backward pass, so the weights saved are the
+    last good ones and ``bench train --resume`` continues from the exact step."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt, TrainingError)):
+            trainer.save_checkpoint(self.path)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written via temp file + rename: a kill mid-save leaves the previous last.ckpt intact."""
 
@@ -224,13 +254,14 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     num_classes = num_classes or int(labels.max()) + 1
-    module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader))
+    module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader), sampler=loader.sampler)
     if cfg.channels_last:
         method.to(memory_format=torch.channels_last)
     # one file, last.ckpt, rewritten (atomically) after every epoch
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    callbacks: list[Callback] = [ckpt]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    callbacks: list[Callback] = [ckpt, CheckpointOnInterrupt(last)]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar(leave=True))
@@ -240,13 +271,22 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
         gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None,
-                    weights_only=True)  # a checkpoint is data: no pickled code runs on resume
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        try:
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None,
+                        weights_only=True)  # a checkpoint is data: no pickled code runs on resume
+        except SystemExit as e:  # SIGTERMException, or Lightning's exit after Ctrl-C
+            if not (isinstance(e, SIGTERMException) or trainer.interrupted):
+                raise
+            why = "SIGTERM" if isinstance(e, SIGTERMException) else "Ctrl-C"
+            raise Interrupted(f"stopped by {why} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                              f"checkpoint saved in {last}; continue with: bench train --resume {run_dir}") from None
+        except TrainingError as e:
+            raise TrainingError(f"{e}; the last good weights are in {last}") from None
     elapsed = time.perf_counter() - start
     history = module.monitor_history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}

@@ -37,14 +37,15 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Ten
 
 
 class DINOHead(nn.Module):
-    """MLP (GELU) -> bottleneck -> L2-normalise -> weight-normalised linear to K prototypes (g fixed to 1)."""
+    """MLP (GELU, optional BatchNorm) -> bottleneck -> L2-normalise -> weight-normalised linear to K
+    prototypes; ``norm_last_layer`` fixes the weight-norm gain g to 1 (the paper's default for ViTs)."""
 
     def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 num_layers: int = 3):
+                 num_layers: int = 3, use_bn: bool = False, norm_last_layer: bool = True):
         super().__init__()
         layers, dim = [], in_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            layers += [nn.Linear(dim, hidden_dim)] + ([nn.BatchNorm1d(hidden_dim)] if use_bn else []) + [nn.GELU()]
             dim = hidden_dim
         layers.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*layers)
@@ -55,7 +56,7 @@ class DINOHead(nn.Module):
         self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         g = self.last_layer.parametrizations.weight.original0
         g.data.fill_(1.0)
-        g.requires_grad_(False)
+        g.requires_grad_(not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
@@ -72,12 +73,13 @@ class DINO(Method):
     def __init__(self, backbone, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996,
-                 local_crops: int = 4):
+                 local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
         self.views = type(self).views[:2] + type(self).views[2:3] * local_crops
-        self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim)
+        self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
+                            norm_last_layer=norm_last_layer)
         self.teacher = EMATeacher(nn.Sequential(backbone, self.head), ema)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.register_buffer("progress", torch.zeros(()))  # fraction of training done (for schedules)

@@ -137,3 +137,42 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
     for name, value in uninterrupted.items():
         if value.is_floating_point():
             assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
+
+
+def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, monkeypatch, capsys):
+    """SIGTERM (SLURM preemption) in the middle of an epoch: the run saves last.ckpt at that step, exits 143
+    with a one-line message, and `--resume` skips the batches already trained on and replays the rest, ending
+    with the weights of an uninterrupted run."""
+    import os
+    import signal
+
+    from bench.train import SSLModule
+
+    epochs, stop_at = 2, 6  # 4 steps per epoch: step 6 is in the middle of epoch 1
+    original = SSLModule.on_train_batch_end
+
+    def sigterm_at_step(self, outputs, batch, batch_idx):
+        original(self, outputs, batch, batch_idx)
+        if self.global_step == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(SSLModule, "on_train_batch_end", sigterm_at_step)
+    argv = ["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path, tiny_folder)]
+    assert main(argv) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: stopped by SIGTERM at step 6") and "bench train --resume" in err and "\n" not in err
+    (ckpt,) = (tmp_path / "runs").glob("*/*/checkpoints/last.ckpt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (1, 6)
+    monkeypatch.setattr(SSLModule, "on_train_batch_end", original)
+    run_dir = ckpt.parent.parent
+    assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "trained" and info["train"]["images_seen"] == epochs * 2 * 16 * 4
+    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path / "straight", tiny_folder)]) == 0
+    (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
+    resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
+    for name, value in uninterrupted.items():
+        if value.is_floating_point():
+            assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name

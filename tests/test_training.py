@@ -24,10 +24,14 @@ from bench.augment import ViewSpec
 from methods.base import Method
 
 class Exploding(Method):
+    """Trains normally for 2 steps, then the loss is NaN."""
     name = "exploding"
     views = [ViewSpec()]
+    calls = 0
     def training_loss(self, views):
-        return self.backbone(views[0]).mean() * float("nan")
+        Exploding.calls += 1
+        scale = 1.0 if Exploding.calls <= 2 else float("nan")
+        return self.backbone(views[0]).pow(2).mean() * scale
 '''
 
 ZERO_EMBEDDING_PLUGIN = '''
@@ -84,11 +88,16 @@ def test_nan_loss_fails_cleanly_with_a_failed_record(tmp_path, mini):
     plugin = tmp_path / "exploding.py"
     plugin.write_text(textwrap.dedent(NAN_PLUGIN))
     cfg = make_config(None, method=str(plugin), epochs=1, batch_size=64, backbone_kwargs={"stem": "imagenet"})
-    with pytest.raises(TrainingError, match="loss is nan at step 0"):
+    with pytest.raises(TrainingError, match="loss is nan at step 2.*last good weights are in") as err:
         train_run(cfg, bench, runs_dir=tmp_path / "runs", data=_small(data), results_dir=tmp_path / "results",
                   progress=False)
     (record,) = load_records(tmp_path / "results", bench.id)
     assert record.status == "failed" and "nan" in record.error and record.method == "exploding"
+    (ckpt,) = (tmp_path / "runs").glob("*/*/checkpoints/last.ckpt")
+    assert str(ckpt) in str(err.value)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # the last good step, finite weights
+    assert state["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
 def test_collapse_is_flagged_and_can_stop_the_run(tmp_path, mini):
