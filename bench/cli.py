@@ -33,13 +33,18 @@ def _console():
 
 # ---------------------------------------------------------------- shared options
 def _add_data_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="imagenette64-v1",
-                   help="benchmark id NAME-vN (see `bench benchmarks`); fixes data, eval resolution and probe protocol")
+    p.add_argument("--benchmark", default=None,
+                   help="benchmark id NAME-vN (see `bench benchmarks`); fixes data, eval resolution and probe protocol "
+                        "(default: imagenette64-v1; with a video --data: moving-shapes-v1)")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="run the benchmark's protocol on another dataset, e.g. imagefolder:PATH "
-                        "(results go under custom-<name>-v1, never mixed with the named benchmark)")
+                   help="run the benchmark's protocol on another dataset, e.g. imagefolder:PATH, videofolder:PATH or "
+                        "moving-shapes:n_train=N,n_val=M (results go under custom-<name>-v1, never mixed with the "
+                        "named benchmark)")
     p.add_argument("--data-root", default=None,
                    help="folder holding named datasets such as imagenette64 (default: $BENCH_DATA_ROOT or ../shared/datasets)")
+    p.add_argument("--imagenet-root", default=None, metavar="PATH",
+                   help="local ImageNet (PATH/train/<wnid>/*.JPEG, PATH/val/<wnid>/*.JPEG) for the imagenet, imagenet100, "
+                        "imagenette and imagewoof datasets (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
 
@@ -48,7 +53,7 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, help="method name, module:Class or path/to/plugin.py[:Class] (see `bench methods`)")
     p.add_argument("--recipe", default=None,
                    help="recipe name under recipes/ or a YAML path (default: the recipe named like the method, if any)")
-    p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | vit_tiny | vit_small ...")
+    p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | vit_tiny | vit_small | video_vit_tiny (clips) ...")
     p.add_argument("--stem", default=None, choices=["imagenet", "small", "cifar"],
                    help="ResNet stem: small = 3x3/1 conv + max-pool (32-64 px), cifar = 3x3/1 conv, no pool")
     p.add_argument("--img-size", type=int, default=None, help="training crop size in pixels")
@@ -61,10 +66,15 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
                    help="override any config key (YAML value), e.g. --set weight_decay=1e-4 --set method_kwargs.temperature=0.5")
     p.add_argument("--stop-on-collapse", action="store_true", help="stop training when the collapse monitors fire")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints, logs and encoders go")
+    p.add_argument("--devices", type=int, default=None, help="processes (GPUs) per node; --batch-size stays the "
+                   "global batch, split over all processes (see README: Multi-GPU and multi-node)")
+    p.add_argument("--nodes", type=int, default=None, help="number of nodes (SLURM srun, torchrun or NODE_RANK)")
+    p.add_argument("--strategy", default=None, choices=["auto", "ddp", "fsdp"], help="Lightning strategy "
+                   "(auto = ddp with more than one device; fsdp needs GPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
 
 
 def _config_from_args(args):
-    import yaml
     from bench.config import available_recipes, make_config
 
     recipe = args.recipe
@@ -76,21 +86,29 @@ def _config_from_args(args):
     overrides: dict = {"method": args.method, "backbone": args.backbone, "img_size": args.img_size,
                        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                        "optimizer": args.optimizer, "seed": args.seed,
-                       "stop_on_collapse": True if args.stop_on_collapse else None}
+                       "stop_on_collapse": True if args.stop_on_collapse else None,
+                       "devices": args.devices, "num_nodes": args.nodes, "strategy": args.strategy,
+                       "compile": True if args.compile else None}
     if args.stem:
         overrides["backbone_kwargs"] = {"stem": args.stem}
-    for item in args.set:
+    return make_config(recipe, **_set_overrides(args.set, overrides)), recipe
+
+
+def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
+    """``--set KEY=VALUE`` items (YAML values; ``outer.inner`` for method_kwargs / backbone_kwargs)."""
+    import yaml
+    overrides = dict(overrides or {})
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise BenchError(f"--set expects KEY=VALUE, got {item!r}")
         value = yaml.safe_load(value)
         if "." in key:
             outer, inner = key.split(".", 1)
-            overrides.setdefault(outer, {})
-            overrides[outer] = {**(overrides[outer] or {}), inner: value}
+            overrides[outer] = {**(overrides.get(outer) or {}), inner: value}
         else:
             overrides[key] = value
-    return make_config(recipe, **overrides), recipe
+    return overrides
 
 
 # ---------------------------------------------------------------- commands
@@ -124,13 +142,42 @@ def _print_record(rec) -> None:
 
 def _benchmark(args):
     from bench.benchmarks import adhoc_benchmark, get_benchmark
-    return adhoc_benchmark(args.data, base=args.benchmark) if args.data else get_benchmark(args.benchmark)
+    if args.data:  # the base protocol defaults by modality: imagenette64-v1, or moving-shapes-v1 for video data
+        return adhoc_benchmark(args.data, base=args.benchmark)
+    return get_benchmark(args.benchmark or "imagenette64-v1")
+
+
+def _ddp_worker(args, cfg, bench, resume=None) -> int:
+    """A process of rank > 0 (started by Lightning's DDP launcher, srun or torchrun) trains in lock-step with
+    rank 0 but owns nothing: its run folder is temporary (a resumed run's run.json is copied and its checkpoints
+    linked in), it neither probes nor writes a record. Rank 0 writes the run folder, encoder and record."""
+    import shutil
+    import tempfile
+    from bench.runner import train_run
+    with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
+        if resume is not None:
+            run = Path(tmp) / "run"
+            run.mkdir()
+            shutil.copy2(Path(resume) / "run.json", run / "run.json")
+            if (Path(resume) / "checkpoints").is_dir():
+                (run / "checkpoints").symlink_to((Path(resume) / "checkpoints").resolve(), target_is_directory=True)
+            train_run(None, bench, resume=run, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
+        else:
+            train_run(cfg, bench, runs_dir=tmp, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
+    return 0
+
+
+def _is_ddp_worker(cfg) -> bool:
+    from bench.distributed import launch_rank
+    return (cfg is None or cfg.world_size > 1) and launch_rank() != 0
 
 
 def cmd_run(args) -> int:
     from bench.runner import run_benchmark
     cfg, recipe = _config_from_args(args)
     bench = _benchmark(args)
+    if _is_ddp_worker(cfg):
+        return _ddp_worker(args, cfg, bench)
     rec = run_benchmark(cfg, bench, results_dir=args.results, runs_dir=args.runs_dir, recipe=recipe,
                         progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
     _print_record(rec)
@@ -141,9 +188,26 @@ def cmd_train(args) -> int:
     from bench.runner import train_run
     cfg, recipe = (None, None) if args.resume else _config_from_args(args)
     bench = _benchmark(args)
+    if _is_ddp_worker(cfg):
+        return _ddp_worker(args, cfg, bench, resume=args.resume)
     run_dir = train_run(cfg, bench, runs_dir=args.runs_dir, recipe=recipe, resume=args.resume,
                         progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
     _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from bench.benchmarks import get_benchmark
+    from bench.submit import submission_config, submit
+    bench = get_benchmark(args.benchmark)
+    cfg = submission_config(args.plugin, bench, args.recipe, epochs=args.epochs, **_set_overrides(args.set))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    records = submit(cfg, bench, seeds, results_dir=args.results, leaderboards_dir=args.leaderboards,
+                     runs_dir=args.runs_dir, recipe=args.recipe, progress=not args.no_progress,
+                     data_root=args.data_root, cache_dir=args.cache_dir)
+    for rec in records:
+        _print_record(rec)
+    _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     return 0
 
 
@@ -155,12 +219,17 @@ def cmd_probe(args) -> int:
     return 0
 
 
-def _publish_leaderboard(bench_id: str, headline: str, results, out, formats: tuple[str, ...]) -> list[Path]:
+def _publish_leaderboard(bench_id: str, headline: str, results, out, formats: tuple[str, ...],
+                         standalone: bool = False) -> list[Path]:
     """Write the leaderboard files and print the markdown table (records read and aggregated once)."""
     from bench.leaderboard import build_leaderboard, render_leaderboard, save_leaderboard
+    from bench.benchmarks import BENCHMARKS, check_records
     from bench.records import load_records
-    df = build_leaderboard(load_records(results, bench_id), bench_id, headline=headline)
-    paths = save_leaderboard(df, bench_id, out, formats, results)
+    records = load_records(results, bench_id)
+    if bench_id in BENCHMARKS:  # registered versions: every record must match the spec and its data
+        check_records(BENCHMARKS[bench_id], records)
+    df = build_leaderboard(records, bench_id, headline=headline)
+    paths = save_leaderboard(df, bench_id, out, formats, results, records=records, standalone=standalone)
     print(render_leaderboard(df, "md", title=bench_id))
     return paths
 
@@ -176,8 +245,36 @@ def cmd_leaderboard(args) -> int:
         if not load_records(args.results, args.benchmark):  # ad-hoc (custom-...) ids only need records
             raise
         bench_id, headline = args.benchmark, "linear_top1"
-    paths = _publish_leaderboard(bench_id, headline, args.results, args.out, tuple(args.format))
+    paths = _publish_leaderboard(bench_id, headline, args.results, args.out, tuple(args.format), args.standalone)
     _console().print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_table(args) -> int:
+    from bench.tables import load_table_spec, write_table
+    spec = load_table_spec(args.spec)
+    if args.format:
+        spec = spec.model_copy(update={"formats": list(dict.fromkeys(args.format))})
+    texts, paths = write_table(spec, results=args.results, output=args.out)
+    print(texts["md"] if "md" in texts else texts["tex"])
+    if paths:
+        _console().print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_perf(args) -> int:
+    from bench.perf import SECTIONS, options_from, perf_table, run_perf, write_report
+    opts = options_from(args.quick, method=args.method, backbone=args.backbone, stem=args.stem,
+                        img_size=args.img_size, batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
+                        repeats=args.repeats, progress_bar=True if args.progress_bar else None,
+                        data_batches=args.data_batches, probe_samples=args.probe_samples,
+                        probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
+                        knn_dim=args.knn_dim)
+    sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
+    console = _console()
+    report = run_perf(opts, sections, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(perf_table(report))
+    console.print(f"report written to {write_report(report, args.out)}")
     return 0
 
 
@@ -248,6 +345,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("submit", help="smoke-test a method plugin, train it on a benchmark for N seeds, "
+                                      "probe, record and update the leaderboard")
+    p.add_argument("plugin", help="path/to/plugin.py[:Class], module:Class or a registered method name")
+    p.add_argument("--benchmark", default="imagenette64-v1", help="benchmark id NAME-vN; its budget sets "
+                   "backbone, crop, epochs and batch size")
+    p.add_argument("--seeds", type=int, default=2, help="number of seeds (one record each)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
+    p.add_argument("--recipe", default=None, help="recipe YAML for the method's optimiser / lr / hyper-parameters")
+    p.add_argument("--epochs", type=int, default=None, help="override the benchmark budget's epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.add_argument("--data-root", default=None, help="folder holding named datasets (default: $BENCH_DATA_ROOT "
+                   "or ../shared/datasets)")
+    p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
+    p.add_argument("--results", default="results", help="folder of run records")
+    p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
+    p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_submit)
+
     p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
@@ -263,14 +379,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("benchmark", help="benchmark id NAME-vN")
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--out", default="leaderboards", help="output folder (a sub-folder per benchmark id)")
-    p.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "tex"], help="formats to write")
+    p.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "tex", "html"],
+                   help="formats to write (html: a self-contained page with a sortable table, a cost plot and "
+                        "links to the records)")
+    p.add_argument("--standalone", action="store_true", help="tex: a compilable document instead of a table to \\input")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("table", help="a paper table (tex / md) from a YAML spec: benchmarks, scores, methods, "
+                                     "caption; see examples/paper_table.yaml")
+    p.add_argument("spec", help="table spec YAML")
+    p.add_argument("--results", default=None, help="folder of run records (default: the spec's, else results)")
+    p.add_argument("--out", default=None, help="output path without extension (default: the spec's output; "
+                   "none: print only)")
+    p.add_argument("--format", nargs="+", default=None, choices=["tex", "md"], help="override the spec's formats")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("perf", help="benchmark the harness: training step vs a bare PyTorch loop, data pipeline, "
+                                    "1- vs 20-probe linear grid, faiss vs brute-force k-NN; prints ratios, writes JSON")
+    p.add_argument("--quick", action="store_true", help="small sizes (batch 64, 4 timed steps, 5k x 5k k-NN): ~1-2 min on 2 cores")
+    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,probe,knn (default: all)")
+    p.add_argument("--out", default="perf.json", help="JSON report (written atomically)")
+    p.add_argument("--method", default=None, help="method whose step is timed (default simclr, with its recipe)")
+    p.add_argument("--backbone", default=None, help="backbone (default: the method's recipe, resnet18 for simclr)")
+    p.add_argument("--stem", default=None, choices=["imagenet", "small", "cifar"], help="ResNet stem (default: recipe's)")
+    p.add_argument("--img-size", type=int, default=None, help="image size in pixels (default 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default 256; --quick 64)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps (default 10)")
+    p.add_argument("--repeats", type=int, default=None, help="alternate harness / bare loop (and probe grids) this "
+                   "many times, keep the best of each (default 1)")
+    p.add_argument("--progress-bar", action="store_true", help="time the harness with its progress bar on")
+    p.add_argument("--data-batches", type=int, default=None, help="batches for the data-pipeline measurement")
+    p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")
+    p.add_argument("--probe-epochs", type=int, default=None, help="linear-probe epochs (default 5)")
+    p.add_argument("--knn-size", type=int, default=None, help="k-NN train and query rows (default 50000)")
+    p.add_argument("--knn-dim", type=int, default=None, help="k-NN feature dimension (default 384)")
+    p.set_defaults(func=cmd_perf)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_lightning()
+    if getattr(args, "imagenet_root", None):  # read by bench.data.imagenet wherever a split is loaded
+        os.environ["BENCH_IMAGENET_ROOT"] = str(Path(args.imagenet_root).expanduser().resolve())
     try:
         return args.func(args)
     except BenchError as e:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_serializer, model_validator
 
 from bench.errors import ConfigError
 
@@ -41,6 +41,12 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     online_probe: bool = True
     stop_on_collapse: bool = False
+    # execution (Lightning's own multi-device machinery; batch_size stays the global batch, split over the devices)
+    devices: int = 1                # processes (GPUs) per node
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    sync_batchnorm: bool = True     # with > 1 process: BatchNorm statistics over the global batch (SimCLR, Barlow Twins)
+    compile: bool = False           # torch.compile the backbone
 
     @field_validator("batch_size", "img_size")
     @classmethod
@@ -56,9 +62,40 @@ class TrainConfig(BaseModel):
             raise ValueError("must be >= 0")
         return v
 
+    @field_validator("devices", "num_nodes")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> "TrainConfig":
+        if self.batch_size % self.world_size:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by devices x num_nodes = "
+                             f"{self.world_size} (each process takes an equal share of every global batch)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_execution(self, handler):
+        # execution keys at their defaults are left out of the dump, so the configs (and config hashes) of
+        # single-device runs are what they were before these keys existed
+        data = handler(self)
+        for key, default in _EXECUTION_DEFAULTS.items():
+            if isinstance(data, dict) and data.get(key, default) == default:
+                data.pop(key, None)
+        return data
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
     @property
     def scaled_lr(self) -> float:
         return self.lr * self.batch_size / 256
+
+
+_EXECUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": True, "compile": False}
 
 
 def available_recipes() -> list[str]:
@@ -104,4 +141,6 @@ def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
+        if not where:  # a check across keys (model validator)
+            raise ConfigError(f"bad config: {err['msg'].removeprefix('Value error, ')}") from None
         raise ConfigError(f"bad config value for {where!r}: {err['msg']} (got {err.get('input')!r})") from None

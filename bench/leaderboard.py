@@ -1,11 +1,16 @@
-"""Leaderboards: one benchmark version's records -> mean ± std over seeds per (method, backbone, setup).
+"""Leaderboards: one benchmark version's records -> mean ± std (95% CI) over seeds per (method, backbone, setup).
 
 Only records of exactly one benchmark id are ever aggregated (versions are never mixed); failed runs
 are left out, collapsed runs stay in and are marked. Seeds of one setup are grouped by recipe and by
-the hash of the config without its seed, so runs with different hyper-parameters are never averaged."""
+the hash of the config without its seed, so runs with different hyper-parameters are never averaged.
+
+For a score with values x_1..x_n over seeds: mean = sum(x_i)/n, std = sqrt(sum((x_i - mean)^2)/(n-1))
+(ddof=1) and the 95% confidence interval is mean ± h with the Student-t half-width
+h = t_{0.975, n-1} * std / sqrt(n) (std and h are NaN, shown as "–", for n = 1)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -15,19 +20,50 @@ from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
 from bench.records import RunRecord, config_hash, load_records
 
-__all__ = ["FORMATS", "build_leaderboard", "render_leaderboard", "save_leaderboard", "write_leaderboard"]
+__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "render_leaderboard", "save_leaderboard",
+           "t_quantile_975", "write_leaderboard",
+           # cell formatting shared with bench.leaderboard_html and bench.tables
+           "fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "headline_of", "score_keys",
+           "tex_document", "tex_escape"]
 
-FORMATS = ("md", "csv", "tex")
+FORMATS = ("md", "csv", "tex", "html")
 _KEYS = ["method", "backbone", "recipe", "config"]
 
+#: t_{0.975, df} for df = 1..30 (two-sided 95%); beyond 30 the normal quantile 1.96 is used
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
 
-def _score_keys(df: pd.DataFrame) -> list[str]:
-    return [c[:-5] for c in df.columns if c.endswith("_mean")]
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (1.96 for df > 30); NaN for df < 1."""
+    if df < 1:
+        return math.nan
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def ci95_halfwidth(std: float, n: int) -> float:
+    """h = t_{0.975, n-1} * std / sqrt(n): the 95% CI of the mean is [mean - h, mean + h]; NaN for n < 2."""
+    if n < 2 or pd.isna(std):
+        return math.nan
+    return t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def _hardware(hw: dict) -> str:
+    """``4x NVIDIA H100`` / ``NVIDIA H100`` when a GPU was used, else ``AMD EPYC, 2 cores``; "" when unknown."""
+    if hw.get("gpu"):
+        count = hw.get("gpu_count") or 1
+        return f"{count}x {hw['gpu']}" if count > 1 else str(hw["gpu"])
+    if hw.get("cpu"):
+        return f"{hw['cpu']}, {hw['cpu_count']} cores" if hw.get("cpu_count") else str(hw["cpu"])
+    return ""
 
 
 def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str = "linear_top1") -> pd.DataFrame:
-    """One row per setup: ``rank, method, backbone, recipe, config, n, status, <score>_mean, <score>_std, ...,
-    wall_time_s, images_seen``; sorted by the headline mean (descending). std uses ddof=1 (NaN for n=1)."""
+    """One row per setup: ``rank, method, backbone, recipe, config, n, status, <score>_mean, <score>_std,
+    <score>_ci95, ..., params, images_seen, wall_time_s, hardware, run_ids``; sorted by the headline mean
+    (descending). std uses ddof=1; ci95 is the Student-t half-width (both NaN for n=1). ``df.attrs["headline"]``
+    names the headline score; ``run_ids`` is space-separated."""
     recs = [r for r in records if r.benchmark.id == benchmark_id]
     hashes = {r.benchmark.spec_hash for r in recs if r.benchmark.spec_hash}
     if len(hashes) > 1:
@@ -36,104 +72,186 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     rows = [{"method": r.method, "backbone": r.backbone, "recipe": r.recipe or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
+             "params": r.params, "hardware": _hardware(r.hardware), "run_id": r.run_id,
              **{f"score:{k}": v for k, v in r.scores.items()}}
             for r in recs if r.status != "failed"]
     scores = sorted({c[6:] for row in rows for c in row if c.startswith("score:")},
                     key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
         scores.insert(0, headline)
-    columns = ["rank", *_KEYS, "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std")] \
-        + ["wall_time_s", "images_seen"]
+    columns = ["rank", *_KEYS, "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
+        + ["params", "images_seen", "wall_time_s", "hardware", "run_ids"]
     if not rows:
-        return pd.DataFrame(columns=columns)
+        df = pd.DataFrame(columns=columns)
+        df.attrs["headline"] = headline
+        return df
     raw = pd.DataFrame(rows)
     out = []
     for key, g in raw.groupby(_KEYS, sort=False, dropna=False):
         row = dict(zip(_KEYS, key), n=len(g), wall_time_s=g["wall_time_s"].mean(),
-                   images_seen=g["images_seen"].mean(),
+                   images_seen=g["images_seen"].mean(), params=g["params"].dropna().max(),
+                   hardware="; ".join(dict.fromkeys(h for h in g["hardware"] if h)),
+                   run_ids=" ".join(g["run_id"]),
                    status=f"collapsed {int(g['collapsed'].sum())}/{len(g)}" if g["collapsed"].any() else "ok")
         for k in scores:
-            col = g[f"score:{k}"] if f"score:{k}" in g else pd.Series(dtype=float)
+            col = g[f"score:{k}"].dropna() if f"score:{k}" in g else pd.Series(dtype=float)
             row[f"{k}_mean"], row[f"{k}_std"] = col.mean(), col.std(ddof=1)
+            row[f"{k}_ci95"] = ci95_halfwidth(row[f"{k}_std"], len(col))
         out.append(row)
     df = pd.DataFrame(out).sort_values(f"{headline}_mean", ascending=False, na_position="last", kind="stable")
     df["rank"] = df[f"{headline}_mean"].rank(ascending=False, method="min").astype("Int64")
-    return df.reset_index(drop=True)[columns]
+    df = df.reset_index(drop=True)[columns]
+    df.attrs["headline"] = headline
+    return df
 
 
-def _pm(mean: float, std: float, pm: str) -> str:
+# ---------------------------------------------------------------- cell formatting (shared with bench.tables)
+def score_keys(df: pd.DataFrame) -> list[str]:
+    """The score names of a built leaderboard, headline first."""
+    return [c[:-5] for c in df.columns if c.endswith("_mean")]
+
+
+def headline_of(df: pd.DataFrame) -> str:
+    keys = score_keys(df)
+    return df.attrs.get("headline") or (keys[0] if keys else "linear_top1")
+
+
+def fmt_pm(mean: float, std: float, pm: str = " ± ", digits: int = 1) -> str:
+    """``72.0 ± 2.0``; ``75.0`` when std is NaN (one seed); ``–`` when there is no score."""
     if pd.isna(mean):
         return "–"
-    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f}{pm}{std:.1f}"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f}{pm}{std:.{digits}f}"
+
+
+def fmt_ci(h: float, digits: int = 1) -> str:
+    return "–" if pd.isna(h) else f"±{h:.{digits}f}"
+
+
+def fmt_params(p: float) -> str:
+    """``11.2M`` / ``850k``; ``–`` when unknown."""
+    if pd.isna(p):
+        return "–"
+    return f"{p / 1e6:.1f}M" if p >= 1e6 else f"{p / 1e3:.0f}k"
+
+
+def fmt_duration(s: float) -> str:
+    """``45 s``, ``32 min``, ``1.5 h``."""
+    if pd.isna(s):
+        return "–"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def fmt_count(x: float) -> str:
+    return "–" if pd.isna(x) else f"{x:,.0f}"
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "±": r"$\pm$"}
 
 
-def _tex_escape(s: str) -> str:
-    return "".join(_TEX.get(c, c) for c in s)
+def tex_escape(s: str) -> str:
+    return "".join(_TEX.get(c, c) for c in str(s))
 
 
-def _cells(df: pd.DataFrame, pm: str, tex: bool) -> tuple[list[str], list[list[str]]]:
-    keys = _score_keys(df)
-    header = ["rank", "method", "backbone", "recipe", "config", *keys, "n", "time (s)", "images seen", "status"]
+def tex_document(body: str) -> str:
+    """Wrap a ``table`` (or ``tabular``) in a document pdflatex compiles with texlive-latex-base +
+    texlive-latex-recommended (article, landscape, booktabs, graphicx)."""
+    return "\n".join([r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
+                      r"\usepackage[landscape,margin=1cm]{geometry}", r"\usepackage{booktabs}",
+                      r"\usepackage{graphicx}",
+                      r"\pagestyle{empty}", r"\begin{document}", body.rstrip("\n"), r"\end{document}", ""])
+
+
+def _cells(df: pd.DataFrame, tex: bool) -> tuple[list[str], list[list[str]]]:
+    keys, headline = score_keys(df), headline_of(df)
+    esc = tex_escape if tex else str
+    header = ["rank", "method", "backbone", "recipe", "config", *keys, f"95% CI ({headline})", "n",
+              "params", "images seen", "wall time", "hardware", "status"]
     best = {k: df[f"{k}_mean"].max() for k in keys}
     rows = []
     for _, r in df.iterrows():
-        cells = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r["method"], r["backbone"],
-                 r["recipe"] or "–", r["config"]]
-        if tex:
-            cells = [_tex_escape(str(c)) for c in cells]
+        text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r["method"], r["backbone"],
+                r["recipe"] or "–", r["config"]]
+        scores = []
         for k in keys:
-            c = _pm(r[f"{k}_mean"], r[f"{k}_std"], pm)
-            cells.append(rf"\textbf{{{c}}}" if tex and not pd.isna(best[k]) and r[f"{k}_mean"] == best[k] else c)
-        cells += [f"(n={r['n']})", f"{r['wall_time_s']:.0f}", f"{r['images_seen']:,.0f}", r["status"]]
-        rows.append([c.replace("–", "--") for c in cells] if tex else cells)
-    if tex:
-        header = [_tex_escape(h) for h in header]
-    return header, rows
+            c = esc(fmt_pm(r[f"{k}_mean"], r[f"{k}_std"]))
+            if not pd.isna(best[k]) and r[f"{k}_mean"] == best[k]:
+                c = rf"\textbf{{{c}}}" if tex else f"**{c}**"
+            scores.append(c)
+        tail = [fmt_ci(r[f"{headline}_ci95"]), f"(n={r['n']})", fmt_params(r["params"]),
+                fmt_count(r["images_seen"]), fmt_duration(r["wall_time_s"]), r["hardware"] or "–", r["status"]]
+        rows.append([*map(esc, text), *scores, *map(esc, tail)])
+    return [esc(h) for h in header], rows
 
 
-def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None) -> str:
-    """``md`` (cells ``71.3 ± 0.4``), ``csv`` (mean/std/n columns, full precision) or ``tex`` (booktabs,
-    best mean per score column in bold)."""
+def _tex_table(df: pd.DataFrame, title: str | None, fit: bool = False) -> str:
+    """A booktabs ``table``; ``fit`` shrinks a tabular wider than the line to the line width (needs graphicx)."""
+    header, rows = _cells(df, tex=True)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if title:
+        lines.append(rf"\caption{{{tex_escape(title)}}}")
+    n_scores = len(score_keys(df))
+    spec = "l" * 5 + "r" * (n_scores + 5) + "ll"
+    if fit:
+        lines.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
+              *(" & ".join(r) + r" \\" for r in rows), r"\bottomrule", r"\end{tabular}" + ("}" if fit else ""),
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
+                       records: list[RunRecord] | None = None, record_href: dict[str, str] | None = None,
+                       standalone: bool = False) -> str:
+    """``md`` (cells ``71.3 ± 0.4``, best bold), ``csv`` (mean/std/ci95/n columns, full precision), ``tex``
+    (booktabs, best mean per score column in bold; ``standalone=True`` gives a compilable document) or ``html``
+    (a self-contained page, see bench.leaderboard_html; ``records`` / ``record_href`` add per-run details)."""
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "md":
-        header, rows = _cells(df, " ± ", tex=False)
+        header, rows = _cells(df, tex=False)
         lines = [f"## {title}", ""] if title else []
+        lines += [f"Cells: mean ± std over n seeds, best **bold**; 95% CI half-width t(0.975, n-1) * std / sqrt(n) "
+                  f"for {headline_of(df)}; ranked by {headline_of(df)}.", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines) + "\n"
     if fmt == "tex":
-        header, rows = _cells(df, r" $\pm$ ", tex=True)
-        lines = [r"\begin{table}[t]", r"\centering"]
-        if title:
-            lines.append(rf"\caption{{{_tex_escape(title)}}}")
-        lines += [rf"\begin{{tabular}}{{{'l' * 5 + 'r' * (len(header) - 6) + 'l'}}}", r"\toprule",
-                  " & ".join(header) + r" \\", r"\midrule", *(" & ".join(r) + r" \\" for r in rows),
-                  r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        return "\n".join(lines) + "\n"
+        return tex_document(_tex_table(df, title, fit=True)) if standalone else _tex_table(df, title)
+    if fmt == "html":
+        from bench.leaderboard_html import render_html
+        return render_html(df, title or "leaderboard", records=records, record_href=record_href)
     raise ConfigError(f"unknown leaderboard format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
 def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.PathLike,
-                     formats: tuple[str, ...] = ("md", "csv", "tex"), results_dir: str | os.PathLike = "results"
-                     ) -> list[Path]:
-    """Write a built leaderboard to ``out_dir/<benchmark_id>/leaderboard.<fmt>`` (atomically)."""
+                     formats: tuple[str, ...] = ("md", "csv", "tex"), results_dir: str | os.PathLike = "results",
+                     *, records: list[RunRecord] | None = None, standalone: bool = False) -> list[Path]:
+    """Write a built leaderboard to ``out_dir/<benchmark_id>/leaderboard.<fmt>`` (atomically). The html page
+    links each run to its record ``results_dir/<benchmark_id>/<run_id>.json`` by a relative path; ``records``
+    (default: read from results_dir) fill its per-run details."""
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown leaderboard format {fmt!r}; known: {', '.join(FORMATS)}")
     if df.empty:
         raise BenchError(f"no records for {benchmark_id} in {Path(results_dir) / benchmark_id} "
                          "(failed runs are not listed); run `bench run --benchmark ...` first")
-    return [atomic_write_text(Path(out_dir) / benchmark_id / f"leaderboard.{fmt}",
-                              render_leaderboard(df, fmt, title=benchmark_id)) for fmt in formats]
+    folder = Path(out_dir) / benchmark_id
+    extra: dict = {}
+    if "html" in formats:
+        records = records if records is not None else load_records(results_dir, benchmark_id)
+        rel = os.path.relpath(Path(results_dir) / benchmark_id, folder)
+        extra = {"records": records,
+                 "record_href": {r.run_id: Path(rel, f"{r.run_id}.json").as_posix() for r in records}}
+    return [atomic_write_text(folder / f"leaderboard.{fmt}",
+                              render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, **extra))
+            for fmt in formats]
 
 
 def write_leaderboard(benchmark_id: str, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1") -> list[Path]:
+                      formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1",
+                      standalone: bool = False) -> list[Path]:
     """Build the leaderboard from ``results_dir`` and write ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
-    df = build_leaderboard(load_records(results_dir, benchmark_id), benchmark_id, headline=headline)
-    return save_leaderboard(df, benchmark_id, out_dir, formats, results_dir)
+    records = load_records(results_dir, benchmark_id)
+    df = build_leaderboard(records, benchmark_id, headline=headline)
+    return save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone)

@@ -66,6 +66,7 @@ class RunRecord(_Strict):
     train_time_s: float = 0.0
     probe_time_s: float = 0.0
     images_seen: int
+    params: int | None = None  # encoder parameter count (None in records written before it existed)
     epochs: int = 0
     scores: dict[str, float]
     selected: dict[str, dict[str, Any]]

@@ -41,10 +41,19 @@ class BenchData:
 
 
 def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None) -> BenchData:
-    data = BenchData(train=load_split(benchmark.data, benchmark.train_split, data_root=data_root, cache_dir=cache_dir),
-                     eval=load_split(benchmark.data, benchmark.eval_split, data_root=data_root, cache_dir=cache_dir))
+    kw: dict = dict(data_root=data_root, cache_dir=cache_dir)
+    if benchmark.is_video:  # clips: frames, stride, size and the label column are the benchmark's
+        kw.update(frames=benchmark.frames, stride=benchmark.frame_stride, label=benchmark.label,
+                  size=round(benchmark.img_size / benchmark.crop_pct))
+    data = BenchData(train=load_split(benchmark.data, benchmark.train_split, **kw),
+                     eval=load_split(benchmark.data, benchmark.eval_split, **kw))
     for split in (data.train, data.eval):
         check_image_size(split, benchmark.img_size, f"{benchmark.id}'s evaluation crop")
+    if benchmark.data_fingerprint and data.fingerprint != benchmark.data_fingerprint:
+        raise DataError(f"the data loaded for {benchmark.id} ({benchmark.data}) is not the data the benchmark was "
+                        f"defined on (fingerprint {data.fingerprint[:12]}..., expected "
+                        f"{benchmark.data_fingerprint[:12]}...): files differ, are missing or were added; results "
+                        f"would not be comparable - restore the original dataset or use --data for an ad-hoc run")
     return data
 
 
@@ -54,6 +63,22 @@ def check_image_size(data: ImageData, crop: int, what: str) -> None:
     if min(h, w) < crop:
         raise DataError(f"images of {data.spec} ({data.split}) are {h}x{w} px, smaller than {what} of {crop} px; "
                         f"use larger images or a smaller --img-size")
+
+
+def check_modality(cfg: TrainConfig, data: ImageData) -> None:
+    """Clips (N, T, 3, H, W) need a video backbone whose tubelets tile them; images need an image backbone."""
+    video = data.images.ndim == 5
+    if video != cfg.backbone.startswith("video_"):
+        raise ConfigError(f"{data.spec} holds {'video clips' if video else 'images'} but backbone {cfg.backbone!r} "
+                          f"takes {'images' if video else 'clips'}; use "
+                          + ("a video backbone (--backbone video_vit_tiny | video_vit_small)" if video
+                             else "an image backbone (resnet18, vit_tiny, ...)"))
+    if video:
+        tubelet = int(cfg.backbone_kwargs.get("tubelet", 2))
+        patch = int(cfg.backbone_kwargs.get("patch_size", 4))
+        if data.images.shape[1] % tubelet or cfg.img_size % patch:
+            raise ConfigError(f"clips of {data.images.shape[1]} frames at {cfg.img_size} px do not split into "
+                              f"{tubelet}-frame x {patch} px tubelets; change tubelet / patch_size / img_size")
 
 
 def build_method(cfg: TrainConfig):
@@ -121,6 +146,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         method = build_method(cfg)
     else:
         check_image_size(data.train, cfg.img_size, "the training crop")
+        check_modality(cfg, data.train)
         method = build_method(cfg)
         info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
                 "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id, "status": "running",
@@ -175,12 +201,14 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
     data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    check_modality(TrainConfig(**info["config"]), data.train)
     report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir)
     train = info["train"]
     record = RunRecord(
         **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
         wall_time_s=train["train_time_s"] + time.perf_counter() - start, train_time_s=train["train_time_s"],
         probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=train["images_seen"],
+        params=sum(p.numel() for p in encoder.parameters()),
         epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
         holdout=report.get("holdout", {}), monitors=train["monitors"],
     )

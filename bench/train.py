@@ -12,6 +12,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from bench import distributed
 from bench.augment import ViewAugmenter
 from bench.config import TrainConfig
-from bench.errors import Interrupted, TrainingError
+from bench.errors import ConfigError, Interrupted, TrainingError
 from bench.io import atomic_torch_save
 from bench.monitors import collapse_metrics, is_collapsed
-from methods.base import Method
+from methods.base import Method, split_loss
 
 # Lightning sets its loggers to INFO on import (GPU/TPU banners, tips); keep the console for our own output.
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -65,10 +67,16 @@ def step_seed(seed: int, step: int) -> int:
 
 class EpochBatchSampler(Sampler):
     """Shuffled full batches whose order depends only on (seed, epoch); Lightning calls ``set_epoch``.
-    ``resume_at(epoch, done)`` makes that epoch's next pass skip the ``done`` batches already trained on."""
+    ``resume_at(epoch, done)`` makes that epoch's next pass skip the ``done`` batches already trained on.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    With W processes (DDP; rank and world size from torch.distributed when iteration starts, unless given)
+    each global batch of ``batch_size`` is cut into W contiguous shards and rank r yields the r-th: the ranks
+    see disjoint images that together are the single-process batch, and the number of steps, the lr schedule
+    and resume do not depend on W."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int | None = None, world_size: int | None = None):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.rank, self.world_size = rank, world_size
         self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,7 +93,13 @@ class EpochBatchSampler(Sampler):
         batches = order[: len(self) * self.batch_size].view(len(self), self.batch_size)
         skip = self._skip[1] if self._skip and self._skip[0] == self.epoch else 0
         self._skip = None
-        yield from batches[skip:]
+        rank = distributed.rank() if self.rank is None else self.rank
+        world = distributed.world_size() if self.world_size is None else self.world_size
+        if self.batch_size % world:
+            raise TrainingError(f"batch size {self.batch_size} cannot be split over {world} processes; "
+                                f"use a multiple of {world}")
+        share = self.batch_size // world
+        yield from batches[skip:, rank * share:(rank + 1) * share]
 
 
 def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
@@ -119,17 +133,12 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        torch.manual_seed(step_seed(self.cfg.seed, self.global_step))  # a run resumed at any step replays its views
+        # a run resumed at any step replays its views; under DDP each rank draws its own (rank 0: as one process)
+        torch.manual_seed(step_seed(self.cfg.seed, self.global_step) + self.global_rank)
         views = self.augment(images)
-        if self.cfg.channels_last:
+        if self.cfg.channels_last and images.ndim == 4:  # clips (B, T, 3, H, W) have no channels-last layout
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        out = self.method.training_loss(views)
-        terms = out if isinstance(out, dict) else {"loss": out}
-        loss = terms.get("loss")
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            raise TrainingError(f"method {self.method.name!r}: training_loss must return a scalar tensor "
-                                f"(or a dict with a scalar 'loss'), got {type(loss).__name__}"
-                                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+        loss, terms = split_loss(self.method.training_loss(views), self.method.name)
         if not torch.isfinite(loss):
             raise TrainingError(f"method {self.method.name!r}: loss is {loss.item()} at step {self.global_step} "
                                 f"(epoch {self.current_epoch}); lower the lr or check the loss")
@@ -138,7 +147,7 @@ class SSLModule(L.LightningModule):
             with torch.no_grad():
                 emb = self.method.encoder(views[0])
         emb = emb.detach().float()
-        self.images_seen += sum(len(v) for v in views)
+        self.images_seen += sum(len(v) for v in views) * self.trainer.world_size  # every rank counts the global batch
         # the monitors see the epoch's last MONITOR_ROWS rows (a method may point them at its projector output)
         self._monitor_feats.append(terms.get("monitor", emb).detach().float()[:MONITOR_ROWS])  # stays on device
         while sum(len(f) for f in self._monitor_feats[1:]) >= MONITOR_ROWS:
@@ -160,7 +169,9 @@ class SSLModule(L.LightningModule):
     def on_train_epoch_end(self):
         if not self._monitor_feats:
             return
-        metrics = collapse_metrics(torch.cat(self._monitor_feats)[-MONITOR_ROWS:].cpu())  # one copy per epoch
+        # one copy per epoch; under DDP the ranks' last rows are gathered, so all ranks take the same collapse decision
+        feats = torch.cat(self._monitor_feats)[-(MONITOR_ROWS // self.trainer.world_size):]
+        metrics = collapse_metrics(distributed.gather_uneven(feats).cpu())
         self._monitor_feats = []
         metrics["epoch"] = self.current_epoch
         self.monitor_history.append(metrics)
@@ -247,26 +258,51 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+def _check_execution(cfg: TrainConfig, method: Method) -> None:
+    if cfg.strategy == "fsdp":
+        from methods.ema import EMATeacher
+        if not torch.cuda.is_available():
+            raise ConfigError("strategy 'fsdp' needs CUDA GPUs (Lightning's FSDP has no CPU mode); use --strategy ddp")
+        if cfg.optimizer == "lars":
+            raise ConfigError("LARS needs whole parameters for its trust ratios, FSDP shards them: "
+                              "use --strategy ddp or --optimizer adamw / sgd")
+        if any(isinstance(m, EMATeacher) for m in method.modules()):
+            raise ConfigError(f"method {method.name!r} has an EMA teacher, whose update needs whole parameters: "
+                              f"use --strategy ddp")
+    gpus = torch.cuda.device_count()
+    if gpus and cfg.devices > gpus:
+        raise ConfigError(f"--devices {cfg.devices} but this machine has {gpus} GPU(s)")
+
+
 def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, run_dir: str | Path,
-        num_classes: int | None = None, progress: bool = True, resume: bool = False) -> TrainResult:
-    """Train ``method`` on uint8 ``images`` (labels feed only the online probe); checkpoints under run_dir."""
+        num_classes: int | None = None, progress: bool = True, resume: bool = False,
+        callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train ``method`` on uint8 ``images`` (labels feed only the online probe); checkpoints under run_dir.
+    ``cfg.devices`` x ``cfg.num_nodes`` processes train with Lightning's DDP / FSDP (its launcher starts the
+    processes, or torchrun / SLURM srun did); ``callbacks`` are added to the Trainer's (``bench perf`` times steps)."""
     run_dir = Path(run_dir)
+    _check_execution(cfg, method)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     num_classes = num_classes or int(labels.max()) + 1
     module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader), sampler=loader.sampler)
-    if cfg.channels_last:
+    if cfg.channels_last and images.ndim == 4:
         method.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        method.backbone.compile()  # in place: parameter names (checkpoints, encoder.pt) do not change
     # one file, last.ckpt, rewritten (atomically) after every epoch
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     last = run_dir / "checkpoints" / "last.ckpt"
-    callbacks: list[Callback] = [ckpt, CheckpointOnInterrupt(last)]
+    callbacks = [ckpt, CheckpointOnInterrupt(last), *callbacks]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar(leave=True))
+    had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator="auto", devices=1, precision=_precision(cfg),
+        max_epochs=cfg.epochs, accelerator="auto", precision=_precision(cfg),
+        devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        sync_batchnorm=cfg.sync_batchnorm and cfg.world_size > 1 and torch.cuda.is_available(),  # GPU-only in torch
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=CSVLogger(run_dir, name="logs", version=f"resumed-{int(time.time())}" if resume else ""), default_root_dir=run_dir,
         gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
@@ -276,6 +312,7 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # per-rank step logs are what we want
         try:
             trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None,
                         weights_only=True)  # a checkpoint is data: no pickled code runs on resume
@@ -287,6 +324,12 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
                               f"checkpoint saved in {last}; continue with: bench train --resume {run_dir}") from None
         except TrainingError as e:
             raise TrainingError(f"{e}; the last good weights are in {last}") from None
+        finally:
+            if cfg.compile:
+                method.backbone._compiled_call_impl = None  # probes run the plain module (no recompiles in eval)
+            if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
+                # the group Lightning made for training ends with it: rank 0 goes on alone (probing, records)
+                torch.distributed.destroy_process_group()
     elapsed = time.perf_counter() - start
     history = module.monitor_history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}

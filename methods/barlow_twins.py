@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from bench import distributed
 from bench.augment import ViewSpec
 from methods import register
 from methods.base import Method, projection_mlp
@@ -18,9 +19,13 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -
     """With z standardised along the batch (N samples) and C = z1n^T z2n / N (D x D):
 
         L = sum_i (1 - C_ii)^2  +  lambd * sum_i sum_{j != i} C_ij^2
+
+    Under DDP z1 and z2 are gathered (with gradient) first: N, the standardisation and C are those of
+    the global batch, and every rank returns the global loss.
     """
+    z1, z2 = distributed.gather(z1.float()), distributed.gather(z2.float())
     n = z1.shape[0]
-    c = _standardize(z1.float()).T @ _standardize(z2.float()) / n
+    c = _standardize(z1).T @ _standardize(z2) / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
     return on_diag + lambd * off_diag

@@ -56,6 +56,19 @@ class Method(nn.Module):
         return self.backbone
 
 
+def split_loss(out, method_name: str) -> tuple[torch.Tensor, dict]:
+    """``training_loss``'s result -> (scalar loss, all terms); the contract's check shared by the trainer and
+    ``bench submit``: a non-scalar loss raises PluginError naming the method and what it returned."""
+    from bench.errors import PluginError
+    terms = out if isinstance(out, dict) else {"loss": out}
+    loss = terms.get("loss")
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise PluginError(f"method {method_name!r}: training_loss must return a scalar tensor "
+                          f"(or a dict with a scalar 'loss'), got {type(loss).__name__}"
+                          + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+    return loss, terms
+
+
 def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
                    last_bn: bool = False) -> nn.Sequential:
     """Linear-BN-ReLU blocks then a final Linear (SimCLR / Barlow Twins projector)."""

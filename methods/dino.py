@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench import distributed
 from bench.augment import ViewSpec
 from methods import register
 from methods.base import Method
@@ -101,7 +102,8 @@ class DINO(Method):
         loss = dino_loss(list(student_out), list(teacher_out), self.center, self.student_temp,
                          self.current_teacher_temp())
         with torch.no_grad():
-            batch_center = torch.cat(teacher_out).float().mean(0, keepdim=True)
+            # the mean over the global batch (all-reduced under DDP: every rank keeps the same centre)
+            batch_center = distributed.all_reduce_mean(torch.cat(teacher_out).float().mean(0, keepdim=True))
             self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
         return {"loss": loss, "teacher_temp": torch.tensor(self.current_teacher_temp()),
                 "embedding": feats_global[:b].detach()}

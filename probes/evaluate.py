@@ -11,15 +11,17 @@ from probes.attentive import attentive_probe
 from probes.features import extract_features
 from probes.knn import knn_probe
 from probes.linear import linear_probe
+from probes.lowshot import LOWSHOT_PROBES, lowshot_probe
 
-PROBES = ("knn", "linear", "attentive")
+PROBES = ("knn", "linear", "attentive", *LOWSHOT_PROBES)
 
 
 def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, device=None,
                      cache_dir=None) -> dict:
     """Features of both splits (cached), then each probe: hyper-parameters selected on a hold-out of
     train, chosen probe refit on all train and scored once on ``test``. ``train``/``test`` are
-    ``bench.data.ImageData``; ``protocol`` a ``bench.benchmarks.Benchmark``."""
+    ``bench.data.ImageData`` (or ``ClipData``: clips, pooled clip features for k-NN / linear, all tubelet
+    tokens for the attentive probe); ``protocol`` a ``bench.benchmarks.Benchmark``."""
     probes = tuple(probes or getattr(protocol, "probes", ("knn", "linear")))
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -27,11 +29,14 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     times: dict[str, float] = {}
     start = time.perf_counter()
     kw = dict(img_size=protocol.img_size, crop_pct=protocol.crop_pct, device=device, cache_dir=cache_dir)
-    tr = extract_features(encoder, train.images, data_key=f"{train.split}:{train.fingerprint}", **kw)
+    # low-shot-only protocols never need the features of all of train
+    tr = extract_features(encoder, train.images, data_key=f"{train.split}:{train.fingerprint}", **kw) \
+        if {"knn", "linear"} & set(probes) else None
     te = extract_features(encoder, test.images, data_key=f"{test.split}:{test.fingerprint}", **kw)
     times["features"] = time.perf_counter() - start
     common = dict(holdout_frac=protocol.holdout_frac, seed=protocol.split_seed, num_classes=len(train.classes))
     report: dict = {"scores": {}, "selected": {}, "holdout": {}, "probe_time_s": times}
+    tr_tok = te_tok = None
     for name in probes:
         start = time.perf_counter()
         if name == "attentive":
@@ -44,18 +49,44 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
                                       tokens=True, **kw)
             times["tokens"] = time.perf_counter() - t0
             start = time.perf_counter()
-            res = attentive_probe(tr_tok, train.labels, te_tok, test.labels, lrs=protocol.attentive_lr,
-                                  wds=protocol.attentive_wd, heads=protocol.attentive_heads,
-                                  epochs=protocol.attentive_epochs, device=device, **common)
-        elif name == "knn":
-            res = knn_probe(tr, train.labels, te, test.labels, ks=protocol.knn_k, temperatures=protocol.knn_t, **common)
+            res = _fit_probe(name, tr_tok, te_tok, train.labels, test.labels, protocol, common, device)
+        elif name in LOWSHOT_PROBES:
+            res = lowshot_probe(encoder, train, test, te, protocol, LOWSHOT_PROBES[name], train_feats=tr,
+                                device=device, cache_dir=cache_dir)
         else:
-            res = linear_probe(tr, train.labels, te, test.labels, lrs=protocol.linear_lr, wds=protocol.linear_wd,
-                               epochs=protocol.linear_epochs, batch_size=protocol.linear_batch_size, device=device,
-                               **common)
+            res = _fit_probe(name, tr, te, train.labels, test.labels, protocol, common, device)
         times[name] = time.perf_counter() - start
         report["scores"][f"{name}_top1"] = round(res.top1, 2)
         report["scores"][f"{name}_top5"] = round(res.top5, 2)
         report["selected"][name] = res.selected
         report["holdout"][f"{name}_top1"] = round(res.holdout_top1, 2)
+    # more label columns (video: moving-shapes' shape beside the headline direction): the same frozen
+    # features and selection protocol, scored as <column>_<probe>_top1
+    for column in getattr(protocol, "extra_labels", ()):
+        (ytr, classes), (yte, _) = train.label_column(column), test.label_column(column)
+        col_common = {**common, "num_classes": len(classes)}
+        for name in probes:
+            feats = (tr_tok, te_tok) if name == "attentive" else (tr, te)
+            if name not in ("knn", "linear", "attentive") or feats[0] is None:
+                continue
+            start = time.perf_counter()
+            res = _fit_probe(name, *feats, ytr, yte, protocol, col_common, device)
+            times[f"{column}_{name}"] = time.perf_counter() - start
+            report["scores"][f"{column}_{name}_top1"] = round(res.top1, 2)
+            report["selected"][f"{column}_{name}"] = res.selected
+            report["holdout"][f"{column}_{name}_top1"] = round(res.holdout_top1, 2)
     return report
+
+
+def _fit_probe(name: str, train_feats, test_feats, train_labels, test_labels, protocol, common: dict, device):
+    """k-NN / linear on pooled features, or attentive on tokens, with the protocol's grid (selected on a hold-out)."""
+    if name == "attentive":
+        return attentive_probe(train_feats, train_labels, test_feats, test_labels, lrs=protocol.attentive_lr,
+                               wds=protocol.attentive_wd, heads=protocol.attentive_heads,
+                               epochs=protocol.attentive_epochs, device=device, **common)
+    if name == "knn":
+        return knn_probe(train_feats, train_labels, test_feats, test_labels, ks=protocol.knn_k,
+                         temperatures=protocol.knn_t, **common)
+    return linear_probe(train_feats, train_labels, test_feats, test_labels, lrs=protocol.linear_lr,
+                        wds=protocol.linear_wd, epochs=protocol.linear_epochs,
+                        batch_size=protocol.linear_batch_size, device=device, **common)

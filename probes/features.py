@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench import distributed
 from bench.augment import eval_transform
 from bench.io import atomic_torch_save
 
@@ -44,7 +45,7 @@ def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: 
     try:
         for i in range(0, len(images), batch_size):
             x = eval_transform(images[i:i + batch_size].to(device, non_blocking=True), img_size, crop_pct)
-            if cuda:
+            if cuda and x.ndim == 4:  # images; clips (B, T, 3, H, W) have no channels-last layout
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 out.append(encoder.tokens(x).half().cpu() if tokens else encoder(x).float().cpu())
@@ -58,9 +59,10 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
                      data_key: str | None = None, tokens: bool = False) -> torch.Tensor:
     """(N, D) float32 CPU features of uint8 (N, 3, S, S) images, or with ``tokens=True`` the
     encoder's (N, T, D) patch tokens (float16, for the attentive probe); cached when cache_dir and
-    data_key are given."""
+    data_key are given. Inside an initialised process group (world size > 1) every rank must call it: each
+    extracts its share and all get the full (N, ...) features in the original order."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    path = None
+    path, cached = None, None
     if cache_dir is not None and data_key is not None:
         kind = "tokens" if tokens else "pooled"
         # the module's repr tells apart encoders whose weights match but whose forward differs
@@ -78,10 +80,21 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
                 elif tensor_sha256(feats) != entry["sha256"]:
                     warnings.warn(f"feature cache {path} fails its checksum (corrupt); recomputing", stacklevel=2)
                 else:
-                    return feats
+                    cached = feats
             except Exception as e:  # noqa: BLE001 - any unreadable cache entry is recomputed
                 warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}); recomputing", stacklevel=2)
-    feats = _extract(encoder, images, img_size, crop_pct, batch_size, device, tokens)
-    if path is not None:
+    if distributed.all_true(cached is not None):  # under DDP every rank must take the same branch
+        return cached
+    if distributed.is_distributed() and len(images) >= distributed.world_size():
+        # each rank extracts a contiguous shard; the shards are gathered in rank order, so every image appears
+        # exactly once, in its original position (no sampler padding, no duplicates). Rank 0 writes the cache.
+        start, stop = distributed.shard_bounds(len(images))
+        feats = distributed.gather_uneven(_extract(encoder, images[start:stop], img_size, crop_pct, batch_size,
+                                                   device, tokens))
+        write = distributed.rank() == 0
+    else:
+        feats = _extract(encoder, images, img_size, crop_pct, batch_size, device, tokens)
+        write = True
+    if path is not None and write:
         atomic_torch_save({"feats": feats, "sha256": tensor_sha256(feats)}, path)
     return feats

@@ -49,3 +49,42 @@ def test_spec_hash_tracks_protocol_only():
                    {"holdout_frac": 0.2}, {"headline": "knn_top1"}]:
         assert b.model_copy(update=change).spec_hash() != h, change
     assert get_benchmark("imagenette64-v1").spec_hash() != h
+
+
+def _record(bench: Benchmark, fingerprint: str, spec_hash: str | None = None):
+    from bench.records import BenchmarkRef, DataRef, RunRecord, config_hash
+    config = {"method": "simclr", "seed": 0}
+    return RunRecord(run_id="r1", status="ok", method="simclr", backbone="resnet18",
+                     benchmark=BenchmarkRef(name=bench.name, version=bench.version,
+                                            spec_hash=spec_hash or bench.spec_hash()),
+                     data=DataRef(spec=bench.data, fingerprint=fingerprint), seed=0, config=config,
+                     config_hash=config_hash(config), git_sha=None, env={}, hardware={}, wall_time_s=1.0,
+                     images_seen=0, scores={"linear_top1": 50.0}, selected={}, created_at="2025-01-01T00:00:00+00:00")
+
+
+def test_changed_protocol_is_refused_and_a_new_version_keeps_records_apart(tmp_path):
+    from bench.benchmarks import check_records
+    from bench.records import load_records, write_record
+    v1 = get_benchmark("imagenette64-v1")
+    ok = _record(v1, v1.data_fingerprint)
+    check_records(v1, [ok])  # made with this exact spec and data: accepted
+    edited = v1.model_copy(update={"knn_k": (5,)})  # the protocol changed under the same id
+    with pytest.raises(ConfigError, match="another imagenette64-v1 protocol.*needs a new version"):
+        check_records(edited, [ok])
+    v2 = edited.model_copy(update={"version": 2})  # the right way: a new version, whose records are separate
+    write_record(ok, tmp_path)
+    assert load_records(tmp_path, v2.id) == [] and len(load_records(tmp_path, v1.id)) == 1
+
+
+def test_mismatched_data_fingerprint_is_refused():
+    from bench.benchmarks import check_records
+    from bench.errors import DataError
+    from bench.runner import load_benchmark_data
+    v1 = get_benchmark("imagenette64-v1")
+    with pytest.raises(ConfigError, match="made on other data than imagenette64-v1"):
+        check_records(v1, [_record(v1, "0" * 64)])
+    pinned_wrong = get_benchmark("imagenette-mini-v1").model_copy(update={"data_fingerprint": "0" * 64})
+    with pytest.raises(DataError, match="not the data the benchmark was defined on"):
+        load_benchmark_data(pinned_wrong)
+    mini = get_benchmark("imagenette-mini-v1")
+    assert load_benchmark_data(mini).fingerprint == mini.data_fingerprint  # the embedded data is pinned too

@@ -1,16 +1,27 @@
-"""Leaderboards: mean ± std over seeds, one benchmark version only, failed runs out, renderers."""
+"""Leaderboards: mean ± std and 95% CI over seeds, one benchmark version only, failed runs out, cost columns,
+renderers (md, csv, tex - compiled when pdflatex exists -, html - sorted in Chromium when it exists)."""
 
+import importlib.util
 import io
+import json
 import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from bench.cli import main
 from bench.errors import BenchError, ConfigError
-from bench.leaderboard import build_leaderboard, render_leaderboard, write_leaderboard
-from bench.records import BenchmarkRef, DataRef, RunRecord, config_hash, new_run_id, write_record
+from bench.leaderboard import (build_leaderboard, ci95_halfwidth, render_leaderboard, save_leaderboard,
+                               t_quantile_975, write_leaderboard)
+from bench.records import BenchmarkRef, DataRef, RunRecord, config_hash, load_record, new_run_id, write_record
 
 BID = "imagenette-mini-v1"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rec(method, seed, top1, *, version=1, spec_hash="abc", status="ok", lr=0.3, **kw):
@@ -24,6 +35,14 @@ def rec(method, seed, top1, *, version=1, spec_hash="abc", status="ok", lr=0.3, 
     return RunRecord(**{**base, **kw})
 
 
+def registered_rec(method, seed, top1, **kw):
+    """A record that passes ``check_records`` for the registered BID (what the CLI demands)."""
+    from bench.benchmarks import get_benchmark
+    b = get_benchmark(BID)
+    return rec(method, seed, top1, spec_hash=b.spec_hash(),
+               data=DataRef(spec=b.data, fingerprint=b.data_fingerprint or "f"), **kw)
+
+
 @pytest.fixture
 def records():
     return [rec("simclr", s, v, wall_time_s=10.0 * (s + 1), images_seen=1000) for s, v in enumerate([70, 72, 74])] + [
@@ -34,16 +53,52 @@ def records():
     ]
 
 
-def test_mean_std_n_rank(records):
+# ---------------------------------------------------------------- statistics
+def _student_t_cdf(q: float, nu: int) -> float:
+    x = np.linspace(0.0, q, 200_001)
+    log_c = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
+    return 0.5 + float(np.trapezoid(np.exp(log_c) * (1 + x ** 2 / nu) ** (-(nu + 1) / 2), x))
+
+
+def test_t_quantiles_are_the_student_t_975_quantiles():
+    assert t_quantile_975(1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile_975(4) == pytest.approx(2.776, abs=1e-3)
+    assert t_quantile_975(30) == pytest.approx(2.042, abs=1e-3)
+    assert t_quantile_975(31) == t_quantile_975(1000) == 1.96
+    assert math.isnan(t_quantile_975(0))
+    for nu in range(1, 31):  # every tabulated value integrates the t density to 0.975
+        assert _student_t_cdf(t_quantile_975(nu), nu) == pytest.approx(0.975, abs=1e-5), nu
+
+
+def test_ci95_halfwidth_known_values():
+    assert ci95_halfwidth(1.0, 2) == pytest.approx(12.706 / math.sqrt(2), abs=1e-3)  # 8.98
+    assert ci95_halfwidth(1.0, 2) == pytest.approx(8.98, abs=5e-3)
+    assert ci95_halfwidth(3.0, 5) == pytest.approx(2.776 * 3.0 / math.sqrt(5), abs=1e-3)
+    assert ci95_halfwidth(2.0, 40) == pytest.approx(1.96 * 2.0 / math.sqrt(40))
+    assert math.isnan(ci95_halfwidth(1.0, 1)) and math.isnan(ci95_halfwidth(float("nan"), 3))
+
+
+def test_mean_std_n_ci_rank(records):
     df = build_leaderboard(records, BID)
     assert list(df["method"]) == ["barlow", "simclr", "random"]
     assert list(df["rank"]) == [1, 2, 3]
     s = df.set_index("method").loc["simclr"]
     assert (s["linear_top1_mean"], s["linear_top1_std"], s["n"]) == (72.0, 2.0, 3)
+    assert s["linear_top1_ci95"] == pytest.approx(4.3027 * 2.0 / math.sqrt(3), abs=1e-4)  # 4.97
     assert s["knn_top1_mean"] == 62.0 and s["wall_time_s"] == 20.0 and s["images_seen"] == 1000
+    assert len(s["run_ids"].split()) == 3
     b = df.set_index("method").loc["barlow"]
-    assert b["n"] == 1 and math.isnan(b["linear_top1_std"]) and b["status"] == "collapsed 1/1"
-    assert df.set_index("method").loc["simclr", "status"] == "ok"
+    assert b["n"] == 1 and math.isnan(b["linear_top1_std"]) and math.isnan(b["linear_top1_ci95"])
+    assert b["status"] == "collapsed 1/1" and df.set_index("method").loc["simclr", "status"] == "ok"
+    assert df.attrs["headline"] == "linear_top1"
+
+
+def test_ci_uses_the_seeds_that_have_the_score():
+    recs = [rec("simclr", s, 70.0 + s) for s in range(3)]
+    recs[0] = rec("simclr", 0, 70.0, scores={"linear_top1": 70.0})  # no knn score on seed 0
+    s = build_leaderboard(recs, BID).iloc[0]
+    assert s["knn_top1_std"] == pytest.approx(math.sqrt(0.5)) and s["linear_top1_std"] == 1.0
+    assert s["knn_top1_ci95"] == pytest.approx(12.7062 * math.sqrt(0.5) / math.sqrt(2), abs=1e-4)
 
 
 def test_different_configs_are_not_averaged():
@@ -58,22 +113,154 @@ def test_spec_hash_mismatch_raises():
                                                                           spec_hash="b")], BID)) == 1
 
 
+# ---------------------------------------------------------------- cost columns and old records
+def test_cost_columns_params_hardware_time():
+    cpu = {"cpu": "AMD EPYC", "cpu_count": 2, "gpu": None, "gpu_count": 0}
+    gpu = {"cpu": "Xeon", "cpu_count": 16, "gpu": "NVIDIA H100", "gpu_count": 2}
+    df = build_leaderboard([rec("simclr", 0, 70.0, params=11_168_832, hardware=cpu, wall_time_s=1900.0),
+                            rec("simclr", 1, 72.0, params=11_168_832, hardware=cpu, wall_time_s=2060.0),
+                            rec("dino", 0, 60.0, params=5_500_000, hardware=gpu, wall_time_s=30.0),
+                            rec("random", 0, 20.0)], BID)
+    by = df.set_index("method")
+    assert by.loc["simclr", "params"] == 11_168_832 and by.loc["simclr", "hardware"] == "AMD EPYC, 2 cores"
+    assert by.loc["dino", "hardware"] == "2x NVIDIA H100" and pd.isna(by.loc["random", "params"])
+    md = render_leaderboard(df, "md")
+    simclr = next(line for line in md.splitlines() if "| simclr |" in line)
+    assert "| 11.2M |" in simclr and "| 33 min |" in simclr and "| AMD EPYC, 2 cores |" in simclr
+    assert "| 5.5M |" in md and "| 30 s |" in md and "| 2x NVIDIA H100 |" in md
+
+
+def test_records_without_params_still_load(tmp_path):
+    data = rec("simclr", 0, 70.0).model_dump(mode="json")
+    del data["params"]  # a record written before the field existed
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert load_record(path).params is None
+    committed = sorted((ROOT / "results").glob("*/*.json"))
+    assert all(load_record(p).params is None or load_record(p).params > 0 for p in committed)
+
+
+# ---------------------------------------------------------------- md, csv, tex
 def test_render_md_csv_tex(records):
     df = build_leaderboard(records, BID)
     md = render_leaderboard(df, "md", title=BID)
     assert md.startswith(f"## {BID}") and "| 72.0 ± 2.0 |" in md and "(n=3)" in md and "collapsed 1/1" in md
-    assert "| 75.0 |" in md  # n=1: no std
+    assert "| **75.0** |" in md and "| **65.0** |" in md  # n=1: no std; best of each score column bold
+    assert md.split("| rank |")[1].count("**") == 4 and "95% CI (linear_top1)" in md
+    simclr = next(line for line in md.splitlines() if "| simclr |" in line)
+    assert "| ±5.0 |" in simclr  # 4.3027 * 2 / sqrt(3)
     back = pd.read_csv(io.StringIO(render_leaderboard(df, "csv")))
     row = back.set_index("method").loc["simclr"]
     assert (row["linear_top1_mean"], row["linear_top1_std"], row["n"]) == (72.0, 2.0, 3)
+    assert row["linear_top1_ci95"] == pytest.approx(4.968, abs=1e-3)
+    assert math.isnan(back.set_index("method").loc["barlow", "linear_top1_ci95"])
     tex = render_leaderboard(df, "tex", title=BID)
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"72.0 $\pm$ 2.0" in tex
     assert r"\textbf{75.0}" in tex and r"\textbf{72.0" not in tex
     assert r"linear\_top1" in tex and r"\textbf{65.0}" in tex  # best knn_top1 (75 - 10) bold too
-    with pytest.raises(ConfigError, match="unknown leaderboard format 'html'"):
-        render_leaderboard(df, "html")
+    assert r"95\% CI" in tex and "–" not in tex and r"\documentclass" not in tex
+    with pytest.raises(ConfigError, match="unknown leaderboard format 'pdf'"):
+        render_leaderboard(df, "pdf")
 
 
+def _tex_structure(tex: str) -> list[str]:
+    """The tabular's rows; asserts a complete booktabs document with the same number of cells per row."""
+    assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
+    assert r"\usepackage{booktabs}" in tex and tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    body = tex.split(r"\toprule", 1)[1].split(r"\bottomrule", 1)[0]
+    rows = [line for line in body.splitlines() if line.endswith(r"\\")]
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
+    for row in rows:  # a \multicolumn{k} cell spans k columns
+        cells = row[:-2].split(" & ")
+        width = sum(int(m.group(1)) if (m := re.match(r"\\multicolumn\{(\d+)\}", c.strip())) else 1 for c in cells)
+        assert width == len(spec), row
+    return rows
+
+
+def _pdflatex(tex: str, folder: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
+    (folder / "t.tex").write_text(tex)
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=folder,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert (folder / "t.pdf").stat().st_size > 1000
+
+
+def test_tex_standalone_structure(records):
+    df = build_leaderboard(records, BID)
+    rows = _tex_structure(render_leaderboard(df, "tex", title="a_b & 100%", standalone=True))
+    assert len(rows) == 1 + 3  # header + barlow, simclr, random
+
+
+def test_tex_standalone_compiles(tmp_path, records):
+    tex = render_leaderboard(build_leaderboard(records, BID), "tex", title="imagenette_mini & co 100%",
+                             standalone=True)
+    _pdflatex(tex, tmp_path)
+
+
+# ---------------------------------------------------------------- html
+def _page(tmp_path, records) -> Path:
+    records[0] = records[0].model_copy(update={"selected": {"knn": {"k": 20, "T": 0.07}, "linear": {"lr": 0.3}}})
+    for r in records:
+        write_record(r, tmp_path / "results")
+    paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", formats=("html",))
+    assert [p.name for p in paths] == ["leaderboard.html"]
+    return paths[0]
+
+
+def test_html_page_rows_plot_links_details(tmp_path, records):
+    page = _page(tmp_path, records)
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<style>" in html and "<script>" in html
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)  # self-contained: nothing fetched
+    tbody = html.split("<tbody>")[1].split("</tbody>")[0]
+    assert tbody.count("<tr") == 3 and _methods(html) == ["barlow", "simclr", "random"]  # ranked rows
+    assert '<td class="num" data-v="72.0">72.0 ± 2.0<small class="ci">95% CI ±5.0</small></td>' in tbody
+    assert '<td class="num best" data-v="75.0">75.0</td>' in tbody and 'class="collapsed"' in tbody
+    svg = html.split('<div class="plot">')[1]
+    assert svg.startswith("<svg") and "</svg>" in svg and "simclr (resnet18)" in svg
+    links = re.findall(r'<a href="([^"]+)">', html)
+    ok = [r for r in records if r.benchmark.id == BID and r.status != "failed"]
+    assert sorted(links) == sorted(f"../../results/{BID}/{r.run_id}.json" for r in ok)
+    assert all((page.parent / link).resolve().is_file() for link in links)
+    assert tbody.count("<details>") == 3 and "<summary>3 runs</summary>" in tbody
+    assert "knn: T=0.07, k=20" in tbody and "linear: lr=0.3" in tbody and "seed 2" in tbody
+    failed = next(r for r in records if r.status == "failed")
+    assert failed.run_id not in html
+
+
+def _methods(html: str) -> list[str]:
+    """The method column of the leaderboard table's body, in row order."""
+    tbody = html.split("<tbody>")[1].split("</tbody>")[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", tr)[1] for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", tbody)]
+
+
+def _chromium_dom(page: Path, script: str) -> str:
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+    res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={page.parent / 'profile'}", "--virtual-time-budget=2000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    return res.stdout
+
+
+def test_html_header_click_sorts_rows(tmp_path, records):
+    page = _page(tmp_path, records)
+    header = ["rank", "method", "backbone", "recipe", "config", "linear_top1"]
+    click = "const th = document.querySelectorAll('#leaderboard th');"
+    dom = _chromium_dom(page, click + f"th[{header.index('method')}].click();")  # ascending by method name
+    assert _methods(dom) == ["barlow", "random", "simclr"]
+    dom = _chromium_dom(page, click + "th[5].click(); th[5].click();")  # linear_top1: asc, then desc
+    assert _methods(dom) == ["barlow", "simclr", "random"]
+    dom = _chromium_dom(page, click + "th[5].click();")
+    assert _methods(dom) == ["random", "simclr", "barlow"]
+
+
+# ---------------------------------------------------------------- files and CLI
 def test_write_leaderboard(tmp_path, records):
     for r in records:
         write_record(r, tmp_path / "results")
@@ -84,3 +271,29 @@ def test_write_leaderboard(tmp_path, records):
     assert sorted(p.name for p in (tmp_path / "lb" / BID).iterdir()) == sorted(p.name for p in paths)
     with pytest.raises(BenchError, match="no records for imagenette64-v1 in"):
         write_leaderboard("imagenette64-v1", tmp_path / "results", tmp_path / "lb")
+    with pytest.raises(ConfigError, match="unknown leaderboard format 'pdf'"):
+        save_leaderboard(build_leaderboard(records, BID), BID, tmp_path / "lb", ("pdf",))
+
+
+def test_cli_leaderboard_all_formats(tmp_path, capsys):
+    for s, v in enumerate([70.0, 72.0]):
+        write_record(registered_rec("simclr", s, v, params=1_000_000), tmp_path / "results")
+    write_record(registered_rec("random", 0, 20.0), tmp_path / "results")
+    assert main(["leaderboard", BID, "--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb"),
+                 "--format", "md", "csv", "tex", "html", "--standalone"]) == 0
+    assert "| **71.0 ± 1.4** |" in capsys.readouterr().out
+    folder = tmp_path / "lb" / BID
+    assert {p.name for p in folder.iterdir()} == {f"leaderboard.{f}" for f in ("md", "csv", "tex", "html")}
+    _tex_structure((folder / "leaderboard.tex").read_text())
+    assert "<svg" in (folder / "leaderboard.html").read_text() and "1.0M" in (folder / "leaderboard.md").read_text()
+
+
+def test_screenshot_script_says_when_chromium_is_missing(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("shot", ROOT / "scripts" / "screenshot_leaderboard.py")
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    monkeypatch.setattr(shot.shutil, "which", lambda name: None)
+    (tmp_path / "p.html").write_text("<html><body>x</body></html>")
+    with pytest.raises(SystemExit) as e:
+        shot.main([str(tmp_path / "p.html"), str(tmp_path / "p.png")])
+    assert e.value.code == 2 and "no Chromium found" in capsys.readouterr().err

@@ -12,10 +12,14 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "Benchmark", "adhoc_benchmark", "available_benchmarks", "get_benchmark"]
+__all__ = ["BENCHMARKS", "Benchmark", "adhoc_benchmark", "available_benchmarks", "check_records", "get_benchmark"]
 
-#: fields that do not change what is measured (left out of ``spec_hash``)
-_NON_PROTOCOL = {"description", "superseded_by"}
+#: fields left out of ``spec_hash``: they do not change what is measured (description, superseded_by,
+#: budget: each record's config says what ran), or are checked on their own (data_fingerprint)
+_NON_PROTOCOL = {"description", "superseded_by", "data_fingerprint", "budget"}
+#: protocol fields added after benchmarks were published: hashed only when set (not at their default), so the
+#: spec_hash of every image benchmark, and of the records made with it, stays what it was
+_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": ()}
 
 
 class Benchmark(BaseModel):
@@ -46,6 +50,22 @@ class Benchmark(BaseModel):
     probes: tuple[str, ...] = ("knn", "linear", "attentive")
     headline: str = "linear_top1"
     superseded_by: str | None = None
+    #: sha256 of the train + eval splits' files (``BenchData.fingerprint``); None: not pinned (ad-hoc data)
+    data_fingerprint: str | None = None
+    #: training settings ``bench submit`` uses (backbone, crop, epochs, batch); a record's config says what ran
+    budget: dict = {"backbone": "resnet18", "backbone_kwargs": {"stem": "small"}, "img_size": 32,
+                    "epochs": 20, "batch_size": 256}
+    #: video: frames per clip (0 = an image benchmark) and, for videofolder data, the stride between them
+    frames: int = 0
+    frame_stride: int = 1
+    #: the label column the probes score (datasets with several, e.g. moving-shapes' direction / shape)
+    label: str | None = None
+    #: more label columns, each scored by the same probes as ``<column>_<probe>_top1`` (not the headline)
+    extra_labels: tuple[str, ...] = ()
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames > 0
 
     @property
     def id(self) -> str:
@@ -54,16 +74,50 @@ class Benchmark(BaseModel):
     def spec_hash(self) -> str:
         """sha256 (16 hex) of the canonical JSON of the protocol fields (all but description/superseded_by)."""
         protocol = self.model_dump(mode="json", exclude=_NON_PROTOCOL)
+        for key, default in _HASHED_IF_SET.items():
+            if getattr(self, key) == default:
+                protocol.pop(key)
         text = json.dumps(protocol, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: ``bench submit`` settings of the 224 px ImageNet benchmarks
+_IMAGENET_BUDGET = {"backbone": "resnet18", "backbone_kwargs": {"stem": "imagenet"}, "img_size": 224, "epochs": 100,
+                    "batch_size": 256}
+
 _DEFINED = [
     Benchmark(name="imagenette-mini", version=1, data="imagenette-mini",
               description="Embedded 10-class Imagenette subset at 32 px (200 train / 50 val per class); "
-                          "minutes on CPU, for smoke tests and demos."),
+                          "minutes on CPU, for smoke tests and demos.",
+              data_fingerprint="c3213db0a352339f581a18a447918a6970ae69c564b03592948dcc5491d7f7e4"),
     Benchmark(name="imagenette64", version=1, data="imagenette64", img_size=32, crop_pct=1.0,
-              description="Imagenette v2 at 64 px (from the data root), evaluated at 32 px."),
+              description="Imagenette v2 at 64 px (from the data root), evaluated at 32 px.",
+              data_fingerprint="c9526ba57fb8bbf92a06951edb42d6c437c66106bd6d67fe09e10f1ad4db6956"),
+    # ImageNet subsets from --imagenet-root: decoded at 256 px, evaluated at 224 (resize 256, centre crop 224)
+    Benchmark(name="imagenet100", version=1, data="imagenet100", img_size=224, crop_pct=0.875, budget=_IMAGENET_BUDGET,
+              description="ImageNet-100 (CMC / solo-learn class list) from --imagenet-root, ImageNet's train / val "
+                          "split, evaluated at 224 px."),
+    Benchmark(name="imagenette", version=1, data="imagenette", img_size=224, crop_pct=0.875, budget=_IMAGENET_BUDGET,
+              description="Imagenette's 10 classes from --imagenet-root with ImageNet's own train / val split "
+                          "(not fast.ai's 70/30 split), evaluated at 224 px."),
+    Benchmark(name="imagewoof", version=1, data="imagewoof", img_size=224, crop_pct=0.875, budget=_IMAGENET_BUDGET,
+              description="Imagewoof's 10 dog breeds from --imagenet-root with ImageNet's own train / val split, "
+                          "evaluated at 224 px."),
+    Benchmark(name="imagenet-lowshot", version=1, data="imagenet", img_size=224, crop_pct=0.875, linear_epochs=50,
+              probes=("linear_1pct", "linear_10pct"), headline="linear_1pct_top1",
+              budget={**_IMAGENET_BUDGET, "backbone": "resnet50"},
+              description="ImageNet-1k from --imagenet-root: linear probes fit on SimCLR's 1 % / 10 % label subsets "
+                          "(hyper-parameters chosen on a hold-out of the subset), scored on the full val set."),
+    # video: procedural clips; the headline needs motion (direction), shape is scored beside it
+    Benchmark(name="moving-shapes", version=1, data="moving-shapes", img_size=32, crop_pct=1.0, frames=8,
+              label="direction", extra_labels=("shape",), headline="attentive_top1",
+              budget={"backbone": "video_vit_tiny", "backbone_kwargs": {"patch_size": 8, "tubelet": 2},
+                      "img_size": 32, "epochs": 30, "batch_size": 64},
+              description="moving-shapes clips (8 frames, 32 px; 4000 train / 1000 val, rendered by seed): the "
+                          "motion direction (4 classes; needs temporal information) scored by the attentive probe "
+                          "over all tubelet tokens (headline), k-NN / linear on pooled clip features; the shape "
+                          "(3 classes) as shape_*.",
+              data_fingerprint="792dc3949bfd92a0154b9b1ad32d426e9dc21e9962741fa4ddec9472bd79e8e1"),
 ]
 
 #: benchmark id (NAME-vN) -> spec
@@ -88,12 +142,40 @@ def get_benchmark(name: str) -> Benchmark:
     raise ConfigError(f"unknown benchmark {name!r}{hint}; known: {', '.join(sorted(BENCHMARKS))}")
 
 
-def adhoc_benchmark(data: str, base: str = "imagenette64-v1") -> Benchmark:
+def check_records(benchmark: Benchmark, records: list) -> None:
+    """Refuse records that claim ``benchmark``'s id but were made with another protocol (spec_hash) or on
+    other data (data fingerprint): they are not results of this benchmark version."""
+    want = benchmark.spec_hash()
+    for r in records:
+        if r.benchmark.spec_hash and r.benchmark.spec_hash != want:
+            raise ConfigError(f"record {r.run_id} was made with another {benchmark.id} protocol (spec_hash "
+                              f"{r.benchmark.spec_hash}, current {want}); a changed protocol needs a new version - "
+                              f"move the record out of the results folder")
+        if benchmark.data_fingerprint and r.data.fingerprint != benchmark.data_fingerprint:
+            raise ConfigError(f"record {r.run_id} was made on other data than {benchmark.id} (data fingerprint "
+                              f"{r.data.fingerprint[:12]}..., expected {benchmark.data_fingerprint[:12]}...); "
+                              f"move the record out of the results folder")
+
+
+def adhoc_benchmark(data: str, base: str | None = None) -> Benchmark:
     """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``). Its id is
-    ``custom-<dataset>-v1``: such results never mix with the named benchmark's."""
+    ``custom-<dataset>-v1``: such results never mix with the named benchmark's. ``base`` defaults to
+    imagenette64-v1, or moving-shapes-v1 for video specs (``moving-shapes[:...]``, ``videofolder:PATH``)."""
     import re
     from pathlib import Path
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(data.split(":", 1)[-1]).name.lower()).strip("-")[:40] or "data"
-    b = get_benchmark(base)
-    return b.model_copy(update={"name": f"custom-{slug}", "version": 1, "data": data, "superseded_by": None,
-                                "description": f"{b.id} protocol on {data}"})
+
+    from bench.data import is_video_spec
+    video = is_video_spec(data)
+    b = get_benchmark(base or ("moving-shapes-v1" if video else "imagenette64-v1"))
+    if video != b.is_video:
+        kind, other = ("video", "an image") if video else ("image", "a video")
+        example = "moving-shapes-v1" if video else "imagenette64-v1"
+        raise ConfigError(f"dataset {data!r} is {kind} data but {b.id} is {other} benchmark; pick a "
+                          f"{kind} benchmark with --benchmark (e.g. {example})")
+    name = data if data.startswith("moving-shapes") else Path(data.split(":", 1)[-1]).name
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "data"
+    update = {"name": f"custom-{slug}", "version": 1, "data": data, "superseded_by": None, "data_fingerprint": None,
+              "description": f"{b.id} protocol on {data}"}
+    if data.split(":", 1)[0] != b.data.split(":", 1)[0]:  # another dataset: its own classes, not base's label columns
+        update.update(label=None, extra_labels=())
+    return b.model_copy(update=update)

@@ -7,6 +7,9 @@ direction of motion). Everything is rendered with batched tensor ops:
 
     clips, labels = moving_shapes(n=1000, frames=8, size=32, seed=0)   # uint8 (N, T, 3, S, S)
 
+As a dataset spec (``bench run --benchmark moving-shapes-v1`` or ``--data moving-shapes[:n_train=N,n_val=M]``):
+4000 train clips (seed 0) and 1000 val clips (seed 1) by default, frames and size set by the benchmark.
+
 **Environment** (for world models and planning): :class:`PushEnv` - an agent (a disc) whose
 2-D position is moved by actions ``a in [-1, 1]^2`` (``pos += max_step * a``, clipped to the
 frame). ``render`` draws states as frames, ``rollout`` turns a start state and an action
@@ -26,6 +29,7 @@ from bench.errors import DataError
 SHAPES = ("square", "disc", "triangle")
 DIRECTIONS = ("right", "left", "down", "up")
 _DIR_VEC = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # (dx, dy) per direction
+_RENDER_CHUNK = 512  # clips rendered at once (bounds the float temporaries; the result does not depend on it)
 
 
 @dataclass
@@ -91,22 +95,57 @@ def moving_shapes(n: int, frames: int = 8, size: int = 32, seed: int = 0) -> tup
     background = 0.15 * torch.rand(n, 3, generator=g)
     # a static distractor blob, dimmer than the moving shape
     dcx, dcy = size * torch.rand(n, generator=g), size * torch.rand(n, generator=g)
-    dmask = _shape_masks(torch.ones(n, dtype=torch.long), dcx, dcy, size * 0.1 * torch.ones(n), size)
-    mask = _shape_masks(shape[:, None].expand(-1, frames), cx, cy, r[:, None].expand(-1, frames), size)
-    video = background[:, None, :, None, None].expand(n, frames, 3, size, size).clone()
-    video = torch.where(dmask[:, None, None], 0.35 * torch.ones(1), video)
-    video = torch.where(mask[:, :, None], colour[:, None, :, None, None], video)
-    clips = (video * 255).round().clamp(0, 255).to(torch.uint8)
+    clips = torch.empty(n, frames, 3, size, size, dtype=torch.uint8)
+    for i in range(0, n, _RENDER_CHUNK):  # rendered in chunks: float temporaries stay small for large n
+        c = slice(i, i + _RENDER_CHUNK)
+        m = len(shape[c])
+        dmask = _shape_masks(torch.ones(m, dtype=torch.long), dcx[c], dcy[c], size * 0.1 * torch.ones(m), size)
+        mask = _shape_masks(shape[c, None].expand(-1, frames), cx[c], cy[c], r[c, None].expand(-1, frames), size)
+        video = background[c, None, :, None, None].expand(m, frames, 3, size, size).clone()
+        video = torch.where(dmask[:, None, None], 0.35 * torch.ones(1), video)
+        video = torch.where(mask[:, :, None], colour[c, None, :, None, None], video)
+        clips[c] = (video * 255).round().clamp(0, 255).to(torch.uint8)
     return clips, {"shape": shape, "direction": direction}
 
 
-def load_moving_shapes(split: str, n_train: int = 2000, n_val: int = 500, frames: int = 8, size: int = 32) -> VideoData:
+def load_moving_shapes(split: str, n_train: int = 4000, n_val: int = 1000, frames: int = 8,
+                       size: int = 32) -> VideoData:
     """The ``moving-shapes`` splits: train and val come from different seeds (never the same clip)."""
     if split not in ("train", "val"):
         raise DataError(f"dataset 'moving-shapes' has no split {split!r} (found: train, val)")
     n, seed = (n_train, 0) if split == "train" else (n_val, 1)
     clips, labels = moving_shapes(n, frames, size, seed)
     return VideoData(clips, labels, {"shape": list(SHAPES), "direction": list(DIRECTIONS)}, "moving-shapes", split)
+
+
+def parse_spec(spec: str) -> dict[str, int]:
+    """``moving-shapes[:n_train=N,n_val=M]`` -> keyword arguments of :func:`load_moving_shapes`."""
+    name, _, opts = spec.partition(":")
+    if name != "moving-shapes":
+        raise DataError(f"not a moving-shapes spec: {spec!r}")
+    out = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("n_train", "n_val") or not value.isdigit() or int(value) < 1:
+            raise DataError(f"bad moving-shapes option {item!r} in {spec!r}: use moving-shapes:n_train=N,n_val=M "
+                            f"(positive integers)")
+        out[key] = int(value)
+    return out
+
+
+def load_moving_shapes_split(spec: str, split: str, frames: int = 8, size: int = 32,
+                             label: str | None = "direction"):
+    """One split of a ``moving-shapes[:...]`` spec as a :class:`bench.data.video_folder.ClipData` whose
+    ``labels`` are the ``label`` column (default ``direction``) and whose ``label_sets`` hold both columns.
+    Rendered on the fly (seconds; a pure function of the spec, frames and size, so nothing is cached)."""
+    from bench.data.video_folder import ClipData
+    data = load_moving_shapes(split, frames=frames, size=size, **parse_spec(spec))
+    label = label or "direction"
+    if label not in data.labels:
+        raise DataError(f"moving-shapes has no label column {label!r} (found: {', '.join(data.labels)})")
+    sets = {k: (data.labels[k], data.classes[k]) for k in data.labels}
+    return ClipData(images=data.clips, labels=sets[label][0], classes=sets[label][1], fingerprint=data.fingerprint,
+                    spec=spec, split=split, label_sets=sets)
 
 
 class PushEnv:

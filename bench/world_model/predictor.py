@@ -54,13 +54,39 @@ class ActionConditionedPredictor(nn.Module):
         x = self.out(self.norm(x)).view(b, t, n + 1, -1)
         return x[:, :, :n]
 
-    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Autoregressive: z0 (B, N, D), actions (B, H, A) -> predicted frames 1..H (B, H, N, D)."""
-        frames = [z0]
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor, cache: bool = True) -> torch.Tensor:
+        """Autoregressive: z0 (B, N, D), actions (B, H, A) -> predicted frames 1..H (B, H, N, D).
+        ``cache=True`` keeps each layer's keys / values of earlier steps (block-causal: they never change),
+        so step k only runs its own N + 1 tokens: O(H) instead of O(H^2) work, the same result."""
+        if not cache:
+            frames = [z0]
+            for k in range(actions.shape[1]):
+                pred = self(torch.stack(frames, 1), actions[:, : k + 1])
+                frames.append(pred[:, -1])
+            return torch.stack(frames[1:], 1)
+        kv: list = [None] * len(self.blocks.layers)
+        frame, preds = z0, []
         for k in range(actions.shape[1]):
-            pred = self(torch.stack(frames, 1), actions[:, : k + 1])
-            frames.append(pred[:, -1])
-        return torch.stack(frames[1:], 1)
+            x = torch.cat([self.frame_in(frame), self.action_in(actions[:, k])[:, None]], dim=1) + self.pos[k]
+            frame = self.out(self.norm(self._cached_step(x, kv)))[:, : self.n]
+            preds.append(frame)
+        return torch.stack(preds, 1)
+
+    def _cached_step(self, x: torch.Tensor, kv: list) -> torch.Tensor:
+        """One step's tokens (B, N + 1, dim) through the (pre-norm) blocks, attending to the cached
+        keys / values of earlier steps and to each other (the block-causal mask, incrementally)."""
+        for i, layer in enumerate(self.blocks.layers):
+            attn = layer.self_attn
+            b, length, dim = x.shape
+            q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = (t.view(b, length, attn.num_heads, -1).transpose(1, 2) for t in (q, k, v))
+            if kv[i] is not None:
+                k, v = torch.cat([kv[i][0], k], 2), torch.cat([kv[i][1], v], 2)
+            kv[i] = (k, v)
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, length, dim)
+            x = x + attn.out_proj(o)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+        return x
 
     def loss(self, z: torch.Tensor, actions: torch.Tensor, rollout_steps: int = 2) -> dict[str, torch.Tensor]:
         """z (B, T, N, D) with actions (B, T - 1, A): teacher-forcing L1 + L1 of a short rollout."""

@@ -1,0 +1,121 @@
+"""``bench perf``: one run measures the harness's speed against the issue's targets and writes a JSON report.
+
+    harness training step   >= 0.95 x a bare PyTorch loop (same model, optimiser, augmentation)
+    20-probe linear grid    <= 2.5 x the time of one probe
+    faiss k-NN              faster than brute-force torch k-NN (50k x 50k, 384-d)
+
+plus the data pipeline's throughput alone. A benchmark, not a test: numbers depend on the machine and on
+whatever else runs on it (the report keeps the load average before and after).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.perf.measure import QUICK, PerfOptions
+
+__all__ = ["PerfOptions", "QUICK", "SECTIONS", "TARGETS", "run_perf", "perf_table", "write_report"]
+
+SECTIONS = ("train", "data", "probe", "knn")
+
+#: ratio name -> (section, key, comparison, bound)
+TARGETS = {
+    "harness_vs_bare": ("train", "harness_vs_bare", ">=", 0.95),
+    "grid20_vs_grid1": ("probe", "grid20_vs_grid1", "<=", 2.5),
+    "faiss_speedup": ("knn", "faiss_speedup", ">", 1.0),
+}
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _env() -> dict:
+    import faiss
+    import lightning
+    import torch
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "faiss": faiss.__version__, "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else "cpu", "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+
+
+def run_perf(opts: PerfOptions | None = None, sections=SECTIONS, log=print) -> dict:
+    """Run the chosen sections; returns the report (options, environment, per-section numbers, ratios)."""
+    from bench.perf import measure
+    opts = opts or PerfOptions()
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        from bench.errors import ConfigError
+        raise ConfigError(f"unknown perf section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    report: dict = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "options": asdict(opts),
+                    "env": _env(), "loadavg_start": _loadavg()}
+    runners = {"train": measure.train_step, "data": measure.data_pipeline, "probe": measure.linear_grid,
+               "knn": measure.knn}
+    start = time.perf_counter()
+    for name in SECTIONS:
+        if name in sections:
+            log(f"perf: {name} ...")
+            t = time.perf_counter()
+            report[name] = runners[name](opts)
+            report[name]["wall_s"] = time.perf_counter() - t
+    report["loadavg_end"] = _loadavg()
+    report["wall_s"] = time.perf_counter() - start
+    report["ratios"] = {}
+    for ratio, (section, key, op, bound) in TARGETS.items():
+        if section in report:
+            value = report[section][key]
+            met = value >= bound if op == ">=" else value <= bound if op == "<=" else value > bound
+            report["ratios"][ratio] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}
+    return report
+
+
+def options_from(quick: bool = False, **overrides) -> PerfOptions:
+    """PerfOptions: defaults, then the --quick sizes, then explicit (not None) overrides."""
+    opts = replace(PerfOptions(), **QUICK) if quick else PerfOptions()
+    known = {f.name for f in fields(PerfOptions)}
+    return replace(opts, **{k: v for k, v in overrides.items() if v is not None and k in known})
+
+
+def perf_table(report: dict):
+    """A rich Table: one row per measurement, the three target ratios last."""
+    from rich.table import Table
+    table = Table("measurement", "value", "detail", title="bench perf" + (
+        f"  (load average {report['loadavg_start']} -> {report['loadavg_end']})" if report.get("loadavg_start") else ""))
+    if "train" in report:
+        t = report["train"]
+        what = f"{t['method']} {t['backbone']} {t['img_size']}px, batch {t['batch_size']}, {t['timed_steps']} steps"
+        table.add_row("harness step", f"{t['harness_images_per_s']:.1f} img/s", f"{t['harness_step_ms']:.0f} ms/step; {what}")
+        table.add_row("bare PyTorch loop", f"{t['bare_images_per_s']:.1f} img/s", f"{t['bare_step_ms']:.0f} ms/step")
+    if "data" in report:
+        d = report["data"]
+        table.add_row("data pipeline", f"{d['images_per_s']:.0f} img/s",
+                      f"{d['views_per_s']:.0f} views/s (uint8 -> {d['views_per_image']} kornia views)")
+    if "probe" in report:
+        p = report["probe"]
+        table.add_row("linear probe, 1 member", f"{p['grid1_s']:.2f} s",
+                      f"{p['samples']} x {p['dim']}, {p['classes']} classes, {p['epochs']} epochs")
+        table.add_row("linear probe, 20-member grid", f"{p['grid20_s']:.2f} s", "one batched model")
+    if "knn" in report:
+        k = report["knn"]
+        table.add_row("k-NN faiss", f"{k['faiss_s']:.2f} s",
+                      f"{k['train']} x {k['queries']}, {k['dim']}-d, k={k['k']}")
+        table.add_row("k-NN brute-force torch", f"{k['brute_force_s']:.2f} s",
+                      f"top-1 agreement {100 * k['top1_agreement']:.1f} %")
+    for name, r in report.get("ratios", {}).items():
+        table.add_row(f"[bold]{name}[/]", f"[bold]{r['value']:.2f}[/]",
+                      f"target {r['target']}: " + ("[green]met[/]" if r["met"] else "[red]not met[/]"))
+    return table
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    from bench.io import atomic_write_json
+    return atomic_write_json(path, report)

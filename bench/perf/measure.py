@@ -1,0 +1,251 @@
+"""The measurements of ``bench perf``; each returns a plain dict of numbers (seconds, items per second).
+
+- ``train_step``: images/s of the harness's training step (``bench.train.fit``: Lightning + SSLModule with its
+  online probe, monitors, logging and checkpointing) against a bare PyTorch loop running the same method,
+  optimiser, lr schedule and batched augmentation on the same data. Only steps after the warm-up are timed, from
+  the start of the first timed step to the end of the last (both sides include the batch fetches in between).
+- ``data_pipeline``: the uint8 cache -> sampler -> batched kornia views path alone.
+- ``linear_grid``: wall time of ``probes.linear.train_linear_grid`` with 1 and with 20 (lr, wd) members.
+- ``knn``: faiss (``probes.knn.knn_search``) against a brute-force torch k-NN (chunked matmul + topk).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.config import TrainConfig
+
+
+@dataclass
+class PerfOptions:
+    method: str = "simclr"
+    backbone: str | None = None     # None: the method's recipe
+    stem: str | None = None
+    img_size: int = 32
+    batch_size: int = 256
+    warmup: int = 3                 # untimed steps (allocator, kernels, Lightning's first-step setup)
+    steps: int = 10                 # timed steps
+    repeats: int = 1                # harness and bare loop alternate this many times; the best of each is kept
+    progress_bar: bool = False      # time the harness with its progress bar (what `bench train` shows)
+    data_batches: int = 20
+    probe_samples: int = 10_000
+    probe_dim: int = 512
+    probe_classes: int = 10
+    probe_epochs: int = 5
+    knn_train: int = 50_000
+    knn_queries: int = 50_000
+    knn_dim: int = 384
+    knn_k: int = 20
+    seed: int = 0
+
+
+#: ``bench perf --quick``: about a minute on 2 CPU cores
+QUICK = dict(batch_size=64, warmup=2, steps=4, data_batches=5, probe_samples=2_000, probe_epochs=2,
+             knn_train=5_000, knn_queries=5_000)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_config(opts: PerfOptions, epochs: int = 1) -> TrainConfig:
+    from bench.config import available_recipes, make_config
+    recipe = opts.method.replace("-", "_")
+    return make_config(recipe if recipe in available_recipes() else None, method=opts.method, backbone=opts.backbone,
+                       img_size=opts.img_size, batch_size=opts.batch_size, epochs=epochs, seed=opts.seed,
+                       backbone_kwargs={"stem": opts.stem} if opts.stem else None)
+
+
+def _fake_data(opts: PerfOptions, n: int, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(opts.seed)
+    images = torch.randint(0, 256, (n, 3, opts.img_size, opts.img_size), generator=g, dtype=torch.uint8)
+    return images, torch.randint(0, classes, (n,), generator=g)
+
+
+def _harness(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
+    """Seconds for ``opts.steps`` steps of ``bench.train.fit`` after ``opts.warmup`` untimed ones."""
+    from lightning.pytorch.callbacks import Callback
+
+    from bench.runner import build_method
+    from bench.train import fit
+
+    device = _device()
+
+    class StepTimer(Callback):
+        start = end = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == opts.warmup:
+                _sync(device)
+                StepTimer.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == opts.warmup + opts.steps - 1:
+                _sync(device)
+                StepTimer.end = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="bench-perf-") as tmp:
+        fit(build_method(cfg), images, labels, cfg, tmp, num_classes=int(labels.max()) + 1,
+            progress=opts.progress_bar, callbacks=[StepTimer()])
+    return StepTimer.end - StepTimer.start
+
+
+def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
+    """The same step without Lightning: augment, loss, backward, optimiser + lr schedule, EMA hook."""
+    from bench.augment import ViewAugmenter
+    from bench.runner import build_method
+    from bench.train import SSLModule, _precision, step_seed, train_loader
+    from methods.base import split_loss
+
+    device = _device()
+    method = build_method(cfg).to(device)
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last)
+    method.train()
+    augment = ViewAugmenter(method.views, cfg.img_size).to(device)
+    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+    # the harness's optimiser and schedule (LARS / SGD / AdamW, warm-up + cosine), without the online probe
+    bare_cfg = cfg.model_copy(update={"online_probe": False})
+    opt_cfg = SSLModule(method, bare_cfg, num_classes=1, steps_per_epoch=len(loader)).configure_optimizers()
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
+    bf16 = _precision(cfg) == "bf16-mixed"
+    total = len(loader) * cfg.epochs
+    start = None
+    for step, (x, _) in enumerate(loader):
+        if step == opts.warmup:
+            _sync(device)
+            start = time.perf_counter()
+        torch.manual_seed(step_seed(cfg.seed, step))
+        views = augment(x.to(device, non_blocking=True))
+        if cfg.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = split_loss(method.training_loss(views), method.name)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        method.on_step_end(step, total)
+        if step == opts.warmup + opts.steps - 1:
+            break
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def train_step(opts: PerfOptions) -> dict:
+    cfg = train_config(opts)
+    images, labels = _fake_data(opts, (opts.warmup + opts.steps) * opts.batch_size)
+    harness, bare = [], []
+    for _ in range(max(1, opts.repeats)):  # alternate, so background load hits both alike
+        bare.append(_bare(opts, cfg, images, labels))
+        harness.append(_harness(opts, cfg, images, labels))
+    n = opts.steps * opts.batch_size
+    h, b = min(harness), min(bare)
+    return {"method": cfg.method, "backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs,
+            "img_size": cfg.img_size, "batch_size": cfg.batch_size, "precision": cfg.precision,
+            "views_per_image": _views(cfg), "timed_steps": opts.steps,
+            "harness_s": harness, "bare_s": bare, "harness_images_per_s": n / h, "bare_images_per_s": n / b,
+            "harness_step_ms": 1000 * h / opts.steps, "bare_step_ms": 1000 * b / opts.steps,
+            "harness_vs_bare": b / h}
+
+
+def _views(cfg: TrainConfig) -> int:
+    from methods import get_method
+    return len(get_method(cfg.method).views)
+
+
+def data_pipeline(opts: PerfOptions) -> dict:
+    """uint8 images -> epoch sampler batches -> batched kornia views on the training device."""
+    from bench.augment import ViewAugmenter
+    from bench.train import train_loader
+    from methods import get_method
+
+    device = _device()
+    cfg = train_config(opts)
+    n_batches = opts.data_batches + 1
+    images, labels = _fake_data(opts, n_batches * opts.batch_size)
+    augment = ViewAugmenter(get_method(cfg.method).views, cfg.img_size).to(device)
+    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+    start, views = None, 0
+    for i, (x, _) in enumerate(loader):
+        if i == 1:  # batch 0 warms up
+            _sync(device)
+            start = time.perf_counter()
+        out = augment(x.to(device, non_blocking=True))
+        if i >= 1:
+            views += sum(len(v) for v in out)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return {"batches": opts.data_batches, "batch_size": cfg.batch_size, "views_per_image": len(augment.specs),
+            "seconds": elapsed, "images_per_s": opts.data_batches * cfg.batch_size / elapsed,
+            "views_per_s": views / elapsed}
+
+
+def linear_grid(opts: PerfOptions) -> dict:
+    """train_linear_grid with 1 member vs 20 (5 lrs x 4 wds), same features, epochs and batches."""
+    from probes.linear import train_linear_grid
+
+    device = _device()
+    g = torch.Generator().manual_seed(opts.seed)
+    x = torch.randn(opts.probe_samples, opts.probe_dim, generator=g).to(device)
+    y = torch.randint(0, opts.probe_classes, (opts.probe_samples,), generator=g).to(device)
+    lrs20 = torch.tensor([0.01, 0.03, 0.1, 0.3, 1.0]).repeat_interleave(4)
+    wds20 = torch.tensor([0.0, 1e-3, 1e-2, 1e-1]).repeat(5)
+    grids = {"grid1": (lrs20[:1], wds20[:1]), "grid20": (lrs20, wds20)}
+    train_linear_grid(x[:512], y[:512], *grids["grid20"], opts.probe_classes, epochs=1)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in grids}
+    for _ in range(max(1, opts.repeats)):
+        for name, (lrs, wds) in grids.items():
+            _sync(device)
+            t = time.perf_counter()
+            train_linear_grid(x, y, lrs, wds, opts.probe_classes, epochs=opts.probe_epochs, seed=opts.seed)
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    t1, t20 = min(times["grid1"]), min(times["grid20"])
+    return {"samples": opts.probe_samples, "dim": opts.probe_dim, "classes": opts.probe_classes,
+            "epochs": opts.probe_epochs, "grid1_s": t1, "grid20_s": t20, "grid20_vs_grid1": t20 / t1}
+
+
+def brute_force_knn(train: torch.Tensor, query: torch.Tensor, k: int, chunk: int = 4096):
+    """Cosine k-NN by chunked matmul + topk in torch: (Q, k) similarities and indices."""
+    from torch.nn import functional as F
+    train = F.normalize(train.float(), dim=1)
+    sims, idx = [], []
+    for i in range(0, len(query), chunk):
+        q = F.normalize(query[i:i + chunk].float(), dim=1)
+        s, j = (q @ train.T).topk(min(k, len(train)), dim=1)
+        sims.append(s)
+        idx.append(j)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def knn(opts: PerfOptions) -> dict:
+    from probes.knn import knn_search
+
+    g = torch.Generator().manual_seed(opts.seed)
+    train = torch.randn(opts.knn_train, opts.knn_dim, generator=g)
+    query = torch.randn(opts.knn_queries, opts.knn_dim, generator=g)
+    knn_search(train[:256], query[:64], opts.knn_k)  # warm-up (faiss thread pool)
+    brute_force_knn(train[:256], query[:64], opts.knn_k)
+    t = time.perf_counter()
+    f_sims, f_idx = knn_search(train, query, opts.knn_k)
+    t_faiss = time.perf_counter() - t
+    t = time.perf_counter()
+    b_sims, b_idx = brute_force_knn(train, query, opts.knn_k)
+    t_brute = time.perf_counter() - t
+    return {"train": opts.knn_train, "queries": opts.knn_queries, "dim": opts.knn_dim, "k": opts.knn_k,
+            "faiss_s": t_faiss, "brute_force_s": t_brute, "faiss_speedup": t_brute / t_faiss,
+            # sanity: both find the same nearest neighbour (random data: ties are vanishingly rare)
+            "top1_agreement": float((f_idx[:, 0] == b_idx[:, 0]).float().mean()),
+            "max_sim_diff": float((f_sims - b_sims).abs().max())}

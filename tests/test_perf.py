@@ -1,0 +1,61 @@
+"""`bench perf` smoke test at tiny sizes: every section runs, the report has its ratios and is valid JSON.
+Speed itself is never asserted (that is what `bench perf` is for)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.cli import build_parser, main
+
+
+def test_perf_has_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["perf", "--help"])
+    assert info.value.code == 0 and "--quick" in capsys.readouterr().out
+
+
+def test_quick_options_and_overrides():
+    from bench.perf import QUICK, PerfOptions, options_from
+    assert options_from() == PerfOptions()
+    quick = options_from(quick=True, steps=1, knn_train=None)
+    assert quick.batch_size == QUICK["batch_size"] and quick.knn_train == QUICK["knn_train"] and quick.steps == 1
+
+
+def test_brute_force_knn_matches_faiss():
+    from bench.perf.measure import brute_force_knn
+    from probes.knn import knn_search
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g)
+    f_sims, f_idx = knn_search(train, query, 5)
+    b_sims, b_idx = brute_force_knn(train, query, 5, chunk=16)
+    assert torch.equal(f_idx, b_idx) and torch.allclose(f_sims, b_sims, atol=1e-5)
+
+
+def test_unknown_section_is_a_clear_error(tmp_path, capsys):
+    assert main(["perf", "--only", "train,gpu", "--out", str(tmp_path / "p.json")]) == 2
+    assert "unknown perf section" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--quick", "--batch-size", "4", "--img-size", "16", "--warmup", "1", "--steps", "1",
+                 "--data-batches", "1", "--probe-samples", "64", "--probe-epochs", "1", "--knn-size", "200",
+                 "--knn-dim", "8", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for row in ("harness step", "bare PyTorch loop", "data pipeline", "20-member grid", "k-NN faiss",
+                "harness_vs_bare", "grid20_vs_grid1", "faiss_speedup"):
+        assert row in text
+    report = json.loads(out.read_text())
+    assert set(report["ratios"]) == {"harness_vs_bare", "grid20_vs_grid1", "faiss_speedup"}
+    for r in report["ratios"].values():
+        assert r["value"] > 0 and isinstance(r["met"], bool) and r["target"]
+    t = report["train"]
+    assert t["method"] == "simclr" and t["batch_size"] == 4 and t["timed_steps"] == 1 and t["views_per_image"] == 2
+    assert t["harness_images_per_s"] > 0 and t["bare_images_per_s"] > 0
+    assert report["knn"]["top1_agreement"] == 1.0 and report["knn"]["train"] == 200
+    assert report["probe"]["grid1_s"] > 0 and report["data"]["views_per_s"] > 0
+    assert report["env"]["torch"] == torch.__version__ and "loadavg_start" in report
