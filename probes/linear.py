@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.nn import functional as F
 
 from probes.result import ProbeResult, pick_best, topk_accuracy
 from probes.selection import holdout_split
@@ -19,12 +18,17 @@ from probes.selection import holdout_split
 def train_linear_grid(x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, wds: torch.Tensor, num_classes: int, *,
                       epochs: int = 100, batch_size: int = 256, seed: int = 0, momentum: float = 0.9
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train G = len(lrs) linear classifiers at once; returns W (D, G, C) and b (G, C)."""
+    """Train G = len(lrs) linear classifiers at once; returns W (D, G, C) and b (G, C).
+
+    Inside, W is laid out (D, C, G) so the softmax runs over a strided class axis with the G members
+    contiguous (several times faster on CPU than a softmax over a last axis of C = 10), and the
+    cross-entropy gradient is written out (``ce_grad``) instead of going through autograd.
+    """
     g, d = len(lrs), x.shape[1]
-    w = torch.zeros(d, g, num_classes, device=x.device, requires_grad=True)
-    b = torch.zeros(g, num_classes, device=x.device, requires_grad=True)
+    w = torch.zeros(d, num_classes, g, device=x.device)
+    b = torch.zeros(num_classes, g, device=x.device)
     bufs = [torch.zeros_like(w), torch.zeros_like(b)]
-    lrs, wds = lrs.to(x.device), wds.to(x.device)
+    lrs, wds = lrs.to(x.device, torch.float32), wds.to(x.device, torch.float32)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total, step = epochs * steps_per_epoch, 0
@@ -32,17 +36,25 @@ def train_linear_grid(x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, wds: 
         perm = torch.randperm(len(x), generator=gen).to(x.device)
         for i in range(0, len(x), batch_size):
             idx = perm[i:i + batch_size]
-            logits = grid_logits(x[idx], w, b)  # (n, G, C)
-            loss = F.cross_entropy(logits.reshape(-1, num_classes), y[idx].repeat_interleave(g)) * g
-            gw, gb = torch.autograd.grad(loss, [w, b])
+            xb = x[idx]
+            logits = (xb @ w.view(d, -1)).view(len(xb), num_classes, g) + b  # (n, C, G)
+            grad = ce_grad(logits, y[idx])
+            gw = (xb.T @ grad.view(len(xb), -1)).view_as(w) + wds * w
+            gb = grad.sum(0)
             scale = 0.5 * (1 + math.cos(math.pi * step / total))
-            with torch.no_grad():
-                gw += wds.view(1, -1, 1) * w
-                for p, grad, buf, shape in ((w, gw, bufs[0], (1, -1, 1)), (b, gb, bufs[1], (-1, 1))):
-                    buf.mul_(momentum).add_(grad)
-                    p -= (lrs * scale).view(shape) * buf
+            for p, grad_p, buf in ((w, gw, bufs[0]), (b, gb, bufs[1])):
+                buf.mul_(momentum).add_(grad_p)
+                p -= lrs * scale * buf
             step += 1
-    return w.detach(), b.detach()
+    return w.permute(0, 2, 1).contiguous(), b.T.contiguous()
+
+
+def ce_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d/dlogits of mean_n CE(logits[n, :, g], y[n]) for every member g: (softmax - onehot) / n.
+    ``logits`` (n, C, G), classes on axis 1."""
+    grad = torch.softmax(logits, dim=1)
+    grad[torch.arange(len(y), device=y.device), y] -= 1.0
+    return grad.div_(len(y))
 
 
 def grid_logits(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -108,6 +108,16 @@ def test_linear_grid_members_are_independent():
     assert not torch.allclose(w[:, 0], w[:, 2])
 
 
+def test_linear_grid_gradient_is_the_cross_entropy_gradient():
+    """The written-out gradient equals autograd's for the mean cross-entropy of every member."""
+    from probes.linear import ce_grad
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(6, 5, 3, generator=g, requires_grad=True), torch.randint(0, 5, (6,), generator=g)
+    loss = sum(torch.nn.functional.cross_entropy(logits[:, :, m], y) for m in range(3))
+    (expected,) = torch.autograd.grad(loss, logits)
+    assert torch.allclose(ce_grad(logits.detach(), y), expected, atol=1e-6)
+
+
 class CountingEncoder(nn.Module):
     def __init__(self):
         super().__init__()
