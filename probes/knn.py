@@ -19,14 +19,38 @@ from probes.result import ProbeResult, pick_best, topk_accuracy
 from probes.selection import holdout_split
 
 
-def knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarities and indices of the k nearest train rows for each query: (Q, k) each."""
+def knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int, chunk: int = 16384
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities and indices of the k nearest train rows for each query: (Q, k) each.
+
+    Exact inner-product search (``IndexFlatIP``), on the GPU when faiss-gpu sees one, with the queries
+    searched ``chunk`` at a time so temporary memory stays bounded for large query sets."""
     train = np.ascontiguousarray(F.normalize(train_feats.float(), dim=1).numpy())
-    query = np.ascontiguousarray(F.normalize(query_feats.float(), dim=1).numpy())
-    index = faiss.IndexFlatIP(train.shape[1])
+    index = _flat_ip_index(train.shape[1])
     index.add(train)
-    sims, idx = index.search(query, min(k, len(train)))
-    return torch.from_numpy(sims), torch.from_numpy(idx).long()
+    k = min(k, len(train))
+    sims, idx = [], []
+    for i in range(0, len(query_feats), chunk):
+        query = np.ascontiguousarray(F.normalize(query_feats[i:i + chunk].float(), dim=1).numpy())
+        s, j = index.search(query, k)
+        sims.append(torch.from_numpy(s))
+        idx.append(torch.from_numpy(j).long())
+    if not sims:
+        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def _flat_ip_index(dim: int):
+    """``IndexFlatIP``, moved to GPU 0 when faiss was built with GPU support (faiss-gpu) and sees a GPU."""
+    index = faiss.IndexFlatIP(dim)
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        global _GPU_RES
+        _GPU_RES = _GPU_RES or faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(_GPU_RES, 0, index)
+    return index
+
+
+_GPU_RES = None
 
 
 def knn_vote(sims: torch.Tensor, idx: torch.Tensor, train_labels: torch.Tensor, k: int, temperature: float,

@@ -32,6 +32,8 @@ def test_brute_force_knn_matches_faiss():
     f_sims, f_idx = knn_search(train, query, 5)
     b_sims, b_idx = brute_force_knn(train, query, 5, chunk=16)
     assert torch.equal(f_idx, b_idx) and torch.allclose(f_sims, b_sims, atol=1e-5)
+    c_sims, c_idx = knn_search(train, query, 5, chunk=7)  # queries searched 7 at a time: same answer
+    assert torch.equal(c_idx, f_idx) and torch.equal(c_sims, f_sims)
 
 
 def test_unknown_section_is_a_clear_error(tmp_path, capsys):
