@@ -71,6 +71,10 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=None, help="number of nodes (SLURM srun, torchrun or NODE_RANK)")
     p.add_argument("--strategy", default=None, choices=["auto", "ddp", "fsdp"], help="Lightning strategy "
                    "(auto = ddp with more than one device; fsdp needs GPUs)")
+    p.add_argument("--slurm", default=None, metavar="partition=P,KEY=VALUE...",
+                   help="submit this command as a SLURM job (submitit) and return: --nodes x --devices tasks, one "
+                        "per GPU, requeued with --resume at the time limit; keys: partition, time (minutes, 720), "
+                        "gpus_per_node, cpus_per_task (8), mem_gb, account, qos, constraint, name")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
 
 
@@ -278,6 +282,32 @@ def cmd_perf(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    """Train or load the pixel and embedding world models, plan the push-plan-v1 tasks, write JSON + markdown."""
+    from rich.table import Table
+    from bench.data import default_cache_dir
+    from bench.world_model.encoders import PixelFrameEncoder, load_frame_encoder
+    from bench.world_model.planning import (PLAN_COLUMNS, make_configs, parse_planners, plan_rows,
+                                            run_planning_benchmark, write_plan_leaderboard, write_plan_result)
+    if args.episodes < 1:
+        raise BenchError(f"--episodes must be at least 1, got {args.episodes}")
+    methods = parse_planners(args.methods)
+    plan_cfg, wm_cfg = make_configs(_set_overrides(args.set))
+    encoder = load_frame_encoder(args.encoder, seed=args.seed)
+    console = _console()
+    result = run_planning_benchmark(encoder, PixelFrameEncoder(), wm_cfg, plan_cfg, episodes=args.episodes,
+                                    seed=args.seed, models_dir=args.models_dir,
+                                    cache_dir=args.cache_dir or default_cache_dir(), methods=methods,
+                                    retrain=args.retrain, progress=not args.no_progress,
+                                    log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    table = Table(*PLAN_COLUMNS, title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
+    for row in plan_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
@@ -370,6 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_probe)
 
+    p = sub.add_parser("plan", help="push-plan-v1: train (or reuse) action-conditioned world models on a frozen "
+                                    "encoder and on pixels, plan goal images with CEM + MPC, write JSON + markdown")
+    p.add_argument("--encoder", required=True, metavar="RUN_DIR|random|pixels",
+                   help="frozen frame encoder: a run folder from `bench train`, 'random' (random-init vit_tiny/4) "
+                        "or 'pixels' (the pixel baseline)")
+    p.add_argument("--episodes", type=int, default=50, help="planning tasks (the fixed task seeds 0 .. N-1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the planners' sampling (and of --encoder random)")
+    p.add_argument("--methods", default="random,oracle,pixel,jepa", metavar="A,B",
+                   help="planners: random (random actions), oracle (true dynamics), pixel (world model on pixels), "
+                        "jepa (world model on the encoder's embeddings)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a planning setting plan.KEY (e.g. plan.horizon=6, plan.samples=128) or a "
+                        "world-model setting wm.KEY (e.g. wm.steps=500, wm.episodes=200, wm.env.size=32)")
+    p.add_argument("--results", default="results", help="folder of run records (JSON under push-plan-v1/)")
+    p.add_argument("--leaderboards", default="leaderboards", help="folder for the markdown table (push-plan-v1/<encoder>.md)")
+    p.add_argument("--models-dir", default="runs/push-world-models",
+                   help="trained world models, reused when encoder and world-model settings match")
+    p.add_argument("--retrain", action="store_true", help="train the world models again even if saved ones match")
+    p.add_argument("--cache-dir", default=None, help="frame-embedding cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    p.add_argument("--no-progress", action="store_true", help="no training progress lines")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("benchmarks", help="list benchmark versions")
@@ -424,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "imagenet_root", None):  # read by bench.data.imagenet wherever a split is loaded
         os.environ["BENCH_IMAGENET_ROOT"] = str(Path(args.imagenet_root).expanduser().resolve())
     try:
+        if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
+            from bench.slurm import submit_command
+            return submit_command(args, sys.argv[1:] if argv is None else list(argv))
         return args.func(args)
     except BenchError as e:
         if args.debug:

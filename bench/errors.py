@@ -27,3 +27,7 @@ class Interrupted(BenchError):
     """Training stopped by SIGTERM / SLURM preemption / Ctrl-C after saving a checkpoint to resume from."""
 
     exit_code = 143  # 128 + SIGTERM
+
+    def __init__(self, message: str, run_dir=None):
+        super().__init__(message)
+        self.run_dir = run_dir  # the run folder to continue with `bench train --resume` (bench.slurm requeues it)

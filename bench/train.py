@@ -321,7 +321,8 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
                 raise
             why = "SIGTERM" if isinstance(e, SIGTERMException) else "Ctrl-C"
             raise Interrupted(f"stopped by {why} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                              f"checkpoint saved in {last}; continue with: bench train --resume {run_dir}") from None
+                              f"checkpoint saved in {last}; continue with: bench train --resume {run_dir}",
+                              run_dir=run_dir) from None
         except TrainingError as e:
             raise TrainingError(f"{e}; the last good weights are in {last}") from None
         finally:

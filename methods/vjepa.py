@@ -2,7 +2,8 @@
 
 - a video ViT (tubelet embedding, 3-D positions) and one clip view (same crop on every frame);
 - 3-D multi-block masks: spatial blocks masked through *all* frames (``sample_vjepa_masks``), two
-  mask families per clip - short-range (8 blocks, scale 0.15) and long-range (2 blocks, scale 0.7);
+  mask families per clip - short-range (8 blocks, scale 0.15) and long-range (2 blocks, scale 0.7) by
+  default (``short_range`` / ``long_range`` = (blocks, scale) for small token grids);
 - the predictor regresses all masked tokens of a family at once, with an L1 loss:
 
     L = mean over families f of | g(f_student(x[C_f]), pos(T_f)) - LN(f_teacher(x))[T_f] |_1
@@ -18,7 +19,8 @@ from methods import register
 from methods.ijepa import IJEPA
 from methods.masks import sample_vjepa_masks
 
-MASK_FAMILIES = ({"num_blocks": 8, "scale": (0.15, 0.15)}, {"num_blocks": 2, "scale": (0.7, 0.7)})
+#: the paper's two mask families on a 8 x 14 x 14 token grid: (number of blocks, spatial scale of each)
+SHORT_RANGE, LONG_RANGE = (8, 0.15), (2, 0.7)
 
 
 @register
@@ -27,11 +29,13 @@ class VJEPA(IJEPA):
     views = [ViewSpec(scale=(0.3, 1.0), jitter_p=0.0, gray_p=0.0)]
 
     def __init__(self, backbone, pred_dim: int = 96, pred_depth: int = 4, pred_heads: int = 3,
-                 aspect=(0.75, 1.5), ema: float = 0.996, loss: str = "l1", seed: int = 0):
+                 aspect=(0.75, 1.5), ema: float = 0.996, loss: str = "l1", seed: int = 0,
+                 short_range=SHORT_RANGE, long_range=LONG_RANGE):
         if not hasattr(backbone, "grid"):
             raise TypeError("V-JEPA needs a video backbone (e.g. video_vit_tiny) taking clips (B, T, 3, H, W)")
         super().__init__(backbone, pred_dim, pred_depth, pred_heads, ema=ema, loss=loss, seed=seed)
         self.aspect = tuple(aspect)
+        self.families = [{"num_blocks": int(n), "scale": (float(sc), float(sc))} for n, sc in (short_range, long_range)]
 
     def training_loss(self, views):
         x = views[0]
@@ -39,7 +43,7 @@ class VJEPA(IJEPA):
         h = self.target_tokens(x)
         pos = sincos_pos_embed(self.predictor.dim, grid).to(x.device)
         losses = []
-        for family in MASK_FAMILIES:
+        for family in self.families:
             ctx_idx, tgt_idx = (i.to(x.device) for i in sample_vjepa_masks(
                 len(x), grid, self.generator, aspect=self.aspect, **family))
             target = torch.gather(h, 1, tgt_idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))

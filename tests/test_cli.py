@@ -6,30 +6,9 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 
 from bench.cli import build_parser, main
 from bench.records import load_records
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """3 classes told apart by colour, 24 train / 6 val images each, 32 px."""
-    root = tmp_path_factory.mktemp("tiny")
-    g = torch.Generator().manual_seed(0)
-    for split, n in (("train", 24), ("val", 6)):
-        for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
-            (root / split / f"class{c}").mkdir(parents=True)
-            for i in range(n):
-                noise = torch.randint(-30, 30, (32, 32, 3), generator=g)
-                arr = (torch.tensor(colour) + noise).clamp(0, 255).to(torch.uint8).numpy()
-                Image.fromarray(arr).save(root / split / f"class{c}" / f"{i}.png")
-    return root
-
-
-def _common(tmp_path, tiny_folder):
-    return ["--data", f"imagefolder:{tiny_folder}", "--cache-dir", str(tmp_path / "cache"),
-            "--runs-dir", str(tmp_path / "runs"), "--batch-size", "16", "--stem", "imagenet", "--no-progress"]
 
 
 def test_every_command_has_help(capsys):
@@ -41,11 +20,11 @@ def test_every_command_has_help(capsys):
         assert "usage: bench" in capsys.readouterr().out
 
 
-def test_run_probe_and_leaderboard(tmp_path, tiny_folder, capsys):
+def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
     results = tmp_path / "results"
     for method, epochs in (("simclr", "1"), ("random", "0")):
         assert main(["run", "--method", method, "--epochs", epochs, "--results", str(results),
-                     *_common(tmp_path, tiny_folder)]) == 0
+                     *cli_args(tmp_path)]) == 0
     records = load_records(results)
     assert {r.method for r in records} == {"simclr", "random"}
     bench_id = records[0].benchmark.id
@@ -99,7 +78,7 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
     assert err.startswith("error: ") and needle in err and "\n" not in err and "Traceback" not in err
 
 
-def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder):
+def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder, cli_args):
     """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs and ends
     with the same weights as a run that was never interrupted (data order and augmentation replay)."""
     import os
@@ -110,7 +89,7 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
 
     epochs = 5
     argv = [sys.executable, "-m", "bench.cli", "train", "--method", "simclr", "--epochs", str(epochs),
-            *_common(tmp_path, tiny_folder)]
+            *cli_args(tmp_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline, ckpt = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None:
@@ -131,7 +110,7 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
     assert info["status"] == "trained" and info["train"]["epochs"] == epochs
     assert info["train"]["images_seen"] == epochs * 2 * 16 * 4
     assert len(info["train"]["monitor_history"]) == epochs
-    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path / "straight", tiny_folder)]) == 0
+    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path / "straight")]) == 0
     (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
     resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
     for name, value in uninterrupted.items():
@@ -139,7 +118,7 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
             assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
 
 
-def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, monkeypatch, capsys):
+def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, cli_args, monkeypatch, capsys):
     """SIGTERM (SLURM preemption) in the middle of an epoch: the run saves last.ckpt at that step, exits 143
     with a one-line message, and `--resume` skips the batches already trained on and replays the rest, ending
     with the weights of an uninterrupted run."""
@@ -157,7 +136,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(SSLModule, "on_train_batch_end", sigterm_at_step)
-    argv = ["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path, tiny_folder)]
+    argv = ["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path)]
     assert main(argv) == 143
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: stopped by SIGTERM at step 6") and "bench train --resume" in err and "\n" not in err
@@ -170,7 +149,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["images_seen"] == epochs * 2 * 16 * 4
-    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *_common(tmp_path / "straight", tiny_folder)]) == 0
+    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path / "straight")]) == 0
     (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
     resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
     for name, value in uninterrupted.items():

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.imagefolder import CACHE_VERSION, ImageData, _valid_cache_meta, decode_image, file_sha256, resize_center
+from bench.data.cache import load_cached, progress_iter, write_npy
+from bench.data.imagefolder import CACHE_VERSION, ImageData, decode_image, resize_center
 from bench.errors import DataError
-from bench.io import atomic_write_json
 
 SPLIT_ALIASES = {"val": ("validation", "valid", "test"), "validation": ("val", "valid"), "test": ("testing",)}
 OPTIONS = ("image", "label", "size")
@@ -169,14 +169,11 @@ def _decode_all(ds, image: str, labels: list[int], size: int | None, out_path: P
     where, data = encoded(0, raw[0][image])
     first = decode_image(where, data)
     side = size or min(first.shape[-2:])
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ds), 3, side, side))
-    fp, i = hashlib.sha256(), 0
-    batches = raw.iter(batch_size=256)
-    if progress:
-        from rich.progress import track
-        batches = track(batches, total=-(-len(ds) // 256), description=f"decoding {spec} {split}", transient=True)
-    try:
+
+    def fill(arr: np.ndarray) -> str:
+        fp, i = hashlib.sha256(), 0
+        batches = progress_iter(raw.iter(batch_size=256), f"decoding {spec} {split}", progress,
+                                total=-(-len(ds) // 256))
         for batch in batches:
             for item in batch[image]:
                 where, data = encoded(i, item)
@@ -187,12 +184,9 @@ def _decode_all(ds, image: str, labels: list[int], size: int | None, out_path: P
                 arr[i] = resize_center(img, side).numpy()
                 fp.update(f"{i}\t{labels[i]}\t{hashlib.sha256(data).hexdigest()}\n".encode())
                 i += 1
-        arr.flush()
-        del arr
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return fp.hexdigest()
+        return fp.hexdigest()
+
+    return write_npy(out_path, (len(ds), 3, side, side), fill)
 
 
 def load_hf_split(spec: str, split: str, *, size: int | None = None, cache_dir: str | Path,
@@ -211,20 +205,9 @@ def load_hf_split(spec: str, split: str, *, size: int | None = None, cache_dir: 
     if min(labels) < 0 or max(labels) >= len(classes):
         raise DataError(f"dataset {spec!r} split {split_name!r} has unlabelled rows (label -1) or labels outside "
                         f"its {len(classes)} classes; use a labelled split")
-    key = _cache_key(ds, split_name, image, label, size, spec)
-    cache = Path(cache_dir) / "images"
-    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
-    meta = _valid_cache_meta(npy, meta_path, len(ds))
-    if meta is None:
-        cache.mkdir(parents=True, exist_ok=True)
-        try:
-            fingerprint = _decode_all(ds, image, labels, size, npy, spec, split_name, progress)
-        except OSError as e:
-            raise DataError(f"cannot write the decoded-image cache {npy}: {e.strerror or e}; "
-                            f"free some space or pass --cache-dir") from None
-        meta = {"fingerprint": fingerprint, "root": spec, "n": len(ds), "classes": classes,
-                "npy_sha256": file_sha256(npy)}
-        atomic_write_json(meta_path, meta)
-    arr = np.load(npy, mmap_mode="c")
-    return ImageData(images=torch.from_numpy(arr), labels=torch.tensor(labels, dtype=torch.long), classes=classes,
+    images, meta = load_cached(
+        cache_dir, "image", _cache_key(ds, split_name, image, label, size, spec),
+        {"root": spec, "n": len(ds), "classes": classes},
+        lambda npy: _decode_all(ds, image, labels, size, npy, spec, split_name, progress))
+    return ImageData(images=images, labels=torch.tensor(labels, dtype=torch.long), classes=classes,
                      fingerprint=meta["fingerprint"], spec=spec, split=split_name)

@@ -2,14 +2,11 @@
 cached on disk as a memory-mapped ``.npy`` file keyed by root + file list + size, so every later
 run opens it in milliseconds. Every file is hashed while decoding; the data fingerprint is the
 sha256 over ``relpath<TAB>sha256`` lines, and a ``MANIFEST.tsv`` beside the splits (columns
-split, class, file, sha256) is checked when present."""
+split, class, file, sha256) is checked when present. The cache itself is :mod:`bench.data.cache`."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from bench.data.cache import files_cache_key, load_cached, progress_iter, write_npy
 from bench.errors import DataError
-from bench.io import atomic_write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 CACHE_VERSION = 3  # bump when decoding or the cache format changes (3: .npy sha256 in the metadata)
@@ -39,21 +36,28 @@ class ImageData:
         return len(self.labels)
 
 
-def scan_imagefolder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Sorted class folders and (relpath, label) pairs in sorted order, as ImageFolder assigns them."""
+def scan_class_folders(split_dir: Path, extensions: tuple[str, ...],
+                       what: str = "image") -> tuple[list[str], list[tuple[str, int]]]:
+    """Sorted class folders and (relpath, label) pairs of the files with one of ``extensions``, in sorted
+    order, as ImageFolder assigns them; ``what`` (``image`` / ``video``) names the files in errors."""
     if not split_dir.is_dir():
-        raise DataError(f"image folder {split_dir} does not exist")
+        raise DataError(f"{what} folder {split_dir} does not exist")
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise DataError(f"image folder {split_dir} has no class sub-folders (expected {split_dir}/<class>/<image>)")
+        raise DataError(f"{what} folder {split_dir} has no class sub-folders (expected {split_dir}/<class>/<{what}>)")
     files = []
     for label, cls in enumerate(classes):
         names = sorted(f.name for f in (split_dir / cls).iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+                       if f.is_file() and f.suffix.lower() in extensions)
         if not names:
-            raise DataError(f"class folder {split_dir / cls} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"class folder {split_dir / cls} has no {what}s ({', '.join(extensions)})")
         files += [(f"{cls}/{n}", label) for n in names]
     return classes, files
+
+
+def scan_imagefolder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Sorted class folders and (relpath, label) pairs in sorted order, as ImageFolder assigns them."""
+    return scan_class_folders(split_dir, IMAGE_EXTENSIONS)
 
 
 def decode_image(path: Path, data: bytes) -> torch.Tensor:
@@ -96,11 +100,7 @@ def read_manifest(root: Path) -> dict[str, str] | None:
 
 
 def _cache_key(split_dir: Path, files: list[tuple[str, int]], size: int | None) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}\n{split_dir.resolve()}\n{size}\n".encode())
-    for rel, label in files:
-        st = (split_dir / rel).stat()
-        h.update(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+    return files_cache_key(f"v{CACHE_VERSION}\n{split_dir.resolve()}\n{size}\n", split_dir, files)
 
 
 def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool) -> str:
@@ -108,15 +108,10 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
     first = decode_image(split_dir / files[0][0], (split_dir / files[0][0]).read_bytes())
     shape = tuple(first.shape[-2:])
     side = size or min(shape)
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, side, side))
-    fp = hashlib.sha256()
-    iterator = files
-    if progress:
-        from rich.progress import track
-        iterator = track(files, description=f"decoding {split_dir}", transient=True)
-    try:
-        for i, (rel, _) in enumerate(iterator):
+
+    def fill(arr: np.ndarray) -> str:
+        fp = hashlib.sha256()
+        for i, (rel, _) in enumerate(progress_iter(files, f"decoding {split_dir}", progress)):
             path = split_dir / rel
             try:
                 data = path.read_bytes()
@@ -135,37 +130,9 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
                                 f"{shape[1]}x{shape[0]}; pass a size to resize on decode")
             arr[i] = resize_center(img, side).numpy()
             fp.update(f"{rel}\t{digest}\n".encode())
-        arr.flush()
-        del arr
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return fp.hexdigest()
+        return fp.hexdigest()
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _valid_cache_meta(npy: Path, meta_path: Path, n: int) -> dict | None:
-    """The cache entry's metadata if the entry is whole (sha256 of the .npy matches); else None, and a
-    corrupt entry is removed so that it is rebuilt, never used."""
-    if not (npy.is_file() and meta_path.is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("n") == n and meta.get("npy_sha256") == file_sha256(npy):
-            return meta
-    except (OSError, ValueError):
-        pass
-    warnings.warn(f"image cache {npy} is corrupt or incomplete; rebuilding it", stacklevel=3)
-    npy.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
-    return None
+    return write_npy(out_path, (len(files), 3, side, side), fill)
 
 
 def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_dir: str | Path,
@@ -184,22 +151,11 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
                                 f"e.g. {sorted(missing)[0]}")
     else:
         manifest = None
-    key = _cache_key(split_dir, files, size)
-    cache = Path(cache_dir) / "images"
-    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
-    meta = _valid_cache_meta(npy, meta_path, len(files))
-    if meta is None:
-        cache.mkdir(parents=True, exist_ok=True)
-        try:
-            fingerprint = _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress)
-        except OSError as e:
-            raise DataError(f"cannot write the decoded-image cache {npy}: {e.strerror or e}; "
-                            f"free some space or pass --cache-dir") from None
-        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes,
-                "npy_sha256": file_sha256(npy)}
-        atomic_write_json(meta_path, meta)
-    arr = np.load(npy, mmap_mode="c")
+    images, meta = load_cached(
+        cache_dir, "image", _cache_key(split_dir, files, size),
+        {"root": str(split_dir.resolve()), "n": len(files), "classes": classes},
+        lambda npy: _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ImageData(images=torch.from_numpy(arr), labels=labels, classes=classes,
+    return ImageData(images=images, labels=labels, classes=classes,
                      fingerprint=meta["fingerprint"], spec=spec or f"imagefolder:{split_dir.parent}",
                      split=split or split_dir.name)

@@ -21,13 +21,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.data.imagefolder import (IMAGE_EXTENSIONS, ImageData, _cache_key, _decode_all, _valid_cache_meta,
-                                    file_sha256)
+from bench.data.cache import load_cached
+from bench.data.imagefolder import IMAGE_EXTENSIONS, ImageData, _cache_key, _decode_all
 from bench.errors import DataError
-from bench.io import atomic_write_json
 
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
 DEFAULT_SIZE = 256
@@ -132,23 +130,12 @@ def load_imagenet_split(spec: str, split: str, *, size: int | None = None, image
     root = resolve_imagenet_root(imagenet_root, spec)
     classes, files = scan_imagenet(root, split, wnids, name)
     split_dir = root / split
-    key = _cache_key(split_dir, files, size)
-    cache = Path(cache_dir) / "images"
-    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
-    meta = _valid_cache_meta(npy, meta_path, len(files))
-    if meta is None:
-        cache.mkdir(parents=True, exist_ok=True)
-        try:
-            fingerprint = _decode_all(split_dir, files, size, npy, None, split, progress)
-        except OSError as e:
-            raise DataError(f"cannot write the decoded-image cache {npy}: {e.strerror or e}; "
-                            f"free some space or pass --cache-dir") from None
-        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes,
-                "npy_sha256": file_sha256(npy)}
-        atomic_write_json(meta_path, meta)
-    arr = np.load(npy, mmap_mode="c")
+    images, meta = load_cached(
+        cache_dir, "image", _cache_key(split_dir, files, size),
+        {"root": str(split_dir.resolve()), "n": len(files), "classes": classes},
+        lambda npy: _decode_all(split_dir, files, size, npy, None, split, progress))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ImageNetData(images=torch.from_numpy(arr), labels=labels, classes=classes, fingerprint=meta["fingerprint"],
+    return ImageNetData(images=images, labels=labels, classes=classes, fingerprint=meta["fingerprint"],
                         spec=spec, split=split, files=tuple(rel for rel, _ in files))
 
 

@@ -13,7 +13,6 @@ and the clip sampling (frames, stride, size). A file that cannot be decoded is o
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bench.data.imagefolder import ImageData, _valid_cache_meta, file_sha256
+from bench.data.cache import file_sha256, files_cache_key, load_cached, progress_iter, write_npy
+from bench.data.imagefolder import ImageData, scan_class_folders
 from bench.errors import DataError
-from bench.io import atomic_write_json
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 VIDEO_CACHE_VERSION = 1  # bump when decoding, sampling or the cache format changes
@@ -110,40 +109,21 @@ def read_clip(path: str | Path, frames: int, stride: int = 1, size: int | None =
 
 def scan_videofolder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """Sorted class folders and (relpath, label) pairs in sorted order."""
-    if not split_dir.is_dir():
-        raise DataError(f"video folder {split_dir} does not exist")
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DataError(f"video folder {split_dir} has no class sub-folders (expected {split_dir}/<class>/<video>)")
-    files = []
-    for label, cls in enumerate(classes):
-        names = sorted(f.name for f in (split_dir / cls).iterdir()
-                       if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
-        if not names:
-            raise DataError(f"class folder {split_dir / cls} has no videos ({', '.join(VIDEO_EXTENSIONS)})")
-        files += [(f"{cls}/{n}", label) for n in names]
-    return classes, files
+    return scan_class_folders(split_dir, VIDEO_EXTENSIONS, "video")
 
 
 def _cache_key(split_dir: Path, files, frames: int, stride: int, size: int) -> str:
-    h = hashlib.sha256(f"video-v{VIDEO_CACHE_VERSION}\n{split_dir.resolve()}\n{frames}\n{stride}\n{size}\n".encode())
-    for rel, label in files:
-        st = (split_dir / rel).stat()
-        h.update(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+    return files_cache_key(f"video-v{VIDEO_CACHE_VERSION}\n{split_dir.resolve()}\n{frames}\n{stride}\n{size}\n",
+                           split_dir, files)
 
 
 def _decode_all(split_dir: Path, files, frames: int, stride: int, size: int, out_path: Path, progress: bool) -> str:
     """Decode every video's clip into a new .npy at out_path; returns the fingerprint."""
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), frames, 3, size, size))
-    fp = hashlib.sha256(f"frames={frames}\tstride={stride}\tsize={size}\n".encode())
-    iterator = files
-    if progress:
-        from rich.progress import track
-        iterator = track(files, description=f"decoding {split_dir}", transient=True)
-    try:
-        for i, (rel, _) in enumerate(iterator):
+    _require_av()
+
+    def fill(arr: np.ndarray) -> str:
+        fp = hashlib.sha256(f"frames={frames}\tstride={stride}\tsize={size}\n".encode())
+        for i, (rel, _) in enumerate(progress_iter(files, f"decoding {split_dir}", progress)):
             path = split_dir / rel
             try:
                 digest = file_sha256(path)
@@ -151,12 +131,9 @@ def _decode_all(split_dir: Path, files, frames: int, stride: int, size: int, out
                 raise DataError(f"cannot read video {path}: {e.strerror or e}") from None
             arr[i] = read_clip(path, frames, stride, size).numpy()
             fp.update(f"{rel}\t{digest}\n".encode())
-        arr.flush()
-        del arr
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return fp.hexdigest()
+        return fp.hexdigest()
+
+    return write_npy(out_path, (len(files), frames, 3, size, size), fill)
 
 
 def load_videofolder(split_dir: str | Path, *, frames: int, stride: int = 1, size: int, cache_dir: str | Path,
@@ -166,23 +143,12 @@ def load_videofolder(split_dir: str | Path, *, frames: int, stride: int = 1, siz
         raise DataError(f"video clips need frames, stride and size > 0 (got {frames}, {stride}, {size})")
     split_dir = Path(split_dir)
     classes, files = scan_videofolder(split_dir)
-    key = _cache_key(split_dir, files, frames, stride, size)
-    cache = Path(cache_dir) / "videos"
-    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
-    meta = _valid_cache_meta(npy, meta_path, len(files))
-    if meta is None:
-        _require_av()
-        cache.mkdir(parents=True, exist_ok=True)
-        try:
-            fingerprint = _decode_all(split_dir, files, frames, stride, size, npy, progress)
-        except OSError as e:
-            raise DataError(f"cannot write the decoded-video cache {npy}: {e.strerror or e}; "
-                            f"free some space or pass --cache-dir") from None
-        meta = {"fingerprint": fingerprint, "root": str(split_dir.resolve()), "n": len(files), "classes": classes,
-                "frames": frames, "stride": stride, "size": size, "npy_sha256": file_sha256(npy)}
-        atomic_write_json(meta_path, meta)
-    arr = np.load(npy, mmap_mode="c")
+    images, meta = load_cached(
+        cache_dir, "video", _cache_key(split_dir, files, frames, stride, size),
+        {"root": str(split_dir.resolve()), "n": len(files), "classes": classes,
+         "frames": frames, "stride": stride, "size": size},
+        lambda npy: _decode_all(split_dir, files, frames, stride, size, npy, progress))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ClipData(images=torch.from_numpy(arr), labels=labels, classes=classes, fingerprint=meta["fingerprint"],
+    return ClipData(images=images, labels=labels, classes=classes, fingerprint=meta["fingerprint"],
                     spec=spec or f"videofolder:{split_dir.parent}", split=split or split_dir.name,
                     label_sets={"class": (labels, classes)})

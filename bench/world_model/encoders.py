@@ -117,7 +117,11 @@ def load_frame_encoder(spec: str, grid: int = 2, seed: int = 0, pixel_size: int 
     path = Path(spec)
     if not path.is_dir():
         raise ConfigError(f"--encoder {spec!r} is neither 'random', 'pixels' nor a run folder (with run.json + encoder.pt)")
+    from bench.backbones import Backbone
     from bench.runner import load_encoder
     backbone, info = load_encoder(path)
+    if not isinstance(backbone, Backbone):
+        raise ConfigError(f"{path}: its encoder is a {type(backbone).__name__}, not an image (or video) backbone "
+                          f"with patch tokens; world models need one (resnet*, vit_*, video_vit_*)")
     return BackboneFrameEncoder(backbone, int(info["config"].get("img_size", 32)), grid,
                                 label=f"{info.get('method', 'run')}:{path.name}")

@@ -6,7 +6,8 @@ The planner sees only frames: the goal *image* and, at each step, the current fr
 minimise the L1 distance between the world model's predicted final embedding and the goal
 image's embedding (every CEM sample of every episode rolled out in one batched call), the first
 ``execute`` actions run in the true environment, and it re-plans (model-predictive control) for
-``steps`` environment steps. Success: the final agent position within ``tolerance`` px of the goal.
+``steps`` environment steps; near the end the horizon shrinks to the steps left, so the state the plan
+aims at is the episode's final one. Success: the final agent position within ``tolerance`` px of the goal.
 
 Planners (rows of the table):
 
@@ -24,30 +25,82 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.data.moving_shapes import PushEnv
+from bench.errors import ConfigError
 from bench.world_model.cem import cem_plan_batch
 from bench.world_model.encoders import FrameEncoder
 from bench.world_model.predictor import ActionConditionedPredictor
 
 BENCHMARK_ID = "push-plan-v1"
+PLANNERS = ("random", "oracle", "pixel", "jepa")
 
 
 class PlanConfig(BaseModel):
     """The planning protocol (task distribution, MPC and CEM settings)."""
 
     model_config = ConfigDict(extra="forbid")
-    min_dist: float = 6.0      # start-goal distance range, px (the agent moves <= max_step = 3 px per step)
-    max_dist: float = 15.0
-    tolerance: float = 3.0     # success: final position within this many px of the goal (the agent's radius)
-    steps: int = 10            # environment steps per episode
-    horizon: int = 4           # CEM plans this many actions ahead
-    execute: int = 1           # actions executed per plan before re-planning
-    iters: int = 3             # CEM iterations / samples / elites per plan
-    samples: int = 64
-    elites: int = 8
-    init_std: float = 1.0
+    min_dist: float = Field(6.0, ge=0)   # start-goal distance range, px (the agent moves <= max_step = 3 px per step)
+    max_dist: float = Field(15.0, gt=0)
+    tolerance: float = Field(3.0, gt=0)  # success: final position within this many px of the goal (the agent's radius)
+    steps: int = Field(10, ge=1)         # environment steps per episode
+    horizon: int = Field(4, ge=1, le=32)  # CEM plans this many actions ahead (fewer near the episode's end)
+    execute: int = Field(1, ge=1)        # actions executed per plan before re-planning
+    iters: int = Field(3, ge=1)          # CEM iterations / samples / elites per plan
+    samples: int = Field(64, ge=2)
+    elites: int = Field(8, ge=1)
+    init_std: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PlanConfig":
+        if self.min_dist > self.max_dist:
+            raise ValueError(f"min_dist {self.min_dist} > max_dist {self.max_dist}")
+        if self.elites > self.samples:
+            raise ValueError(f"elites {self.elites} > samples {self.samples}")
+        return self
+
+
+def parse_planners(text: str) -> tuple[str, ...]:
+    """``"random,oracle,pixel,jepa"`` -> the planner names (unknown or no names: ConfigError)."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in PLANNERS]
+    if bad or not names:
+        raise ConfigError(f"unknown planner {', '.join(map(repr, bad)) or '(none given)'}: use a comma-separated "
+                          f"subset of {','.join(PLANNERS)}")
+    return names
+
+
+def make_configs(overrides: dict | None = None):
+    """``{"plan": {...}, "wm": {...}}`` (``--set plan.KEY=V`` / ``wm.KEY=V`` / ``wm.env.KEY=V``) ->
+    (PlanConfig, WorldModelConfig); an unknown key or bad value is one ConfigError line."""
+    from bench.world_model.train import EnvConfig, WorldModelConfig
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - {"plan", "wm"})
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}: plan keys are plan.KEY (PlanConfig), world-model keys wm.KEY "
+                          f"or wm.env.KEY (WorldModelConfig)")
+    out = []
+    for prefix, cls in (("plan", PlanConfig), ("wm", WorldModelConfig)):
+        kw: dict = {}
+        for key, value in (overrides.get(prefix) or {}).items():
+            outer, _, inner = key.partition(".")
+            if inner:
+                kw[outer] = {**(kw.get(outer) or {}), inner: value}
+            else:
+                kw[key] = value
+        try:
+            out.append(cls(**kw))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc, msg = ".".join(str(x) for x in (prefix, *err["loc"])), err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                fields = (cls if len(err["loc"]) == 1 else EnvConfig).model_fields
+                msg = f"unknown key (known: {', '.join(fields)})"
+            elif err["loc"]:
+                msg += f" (got {err.get('input')!r})"
+            raise ConfigError(f"--set {loc}: {msg}" if err["loc"] else f"bad --set {prefix}.*: {msg}") from None
+    return tuple(out)
 
 
 def task_seeds(episodes: int) -> list[int]:
@@ -66,7 +119,8 @@ def sample_tasks(env: PushEnv, seeds: list[int], cfg: PlanConfig) -> tuple[torch
             if cfg.min_dist <= float((goal - start).norm()) <= cfg.max_dist:
                 break
         else:
-            raise ValueError(f"no goal at {cfg.min_dist}-{cfg.max_dist} px from {start.tolist()} in this env")
+            raise ConfigError(f"no goal {cfg.min_dist}-{cfg.max_dist} px from {[round(x, 1) for x in start.tolist()]} "
+                              f"fits in the {env.size} px env; change plan.min_dist / plan.max_dist")
         starts.append(start)
         goals.append(goal)
     return torch.stack(starts), torch.stack(goals)
@@ -132,19 +186,20 @@ def run_mpc(env: PushEnv, starts: torch.Tensor, goals: torch.Tensor, planner: Pl
     done = 0
     while done < cfg.steps:
         obs = planner.observe(state)
+        h = min(cfg.horizon, cfg.steps - done)  # shrinking horizon: the plan must end where the episode ends
 
         def cost(seqs: torch.Tensor) -> torch.Tensor:  # (E, S, H, A) -> (E, S): L1 to the goal observation
             s = seqs.shape[1]
             pred = planner.final(obs.repeat_interleave(s, 0), seqs.flatten(0, 1))
             return (pred - goal_obs.repeat_interleave(s, 0)).abs().flatten(1).mean(1).view(e, s)
 
-        plan = cem_plan_batch(cost, e, cfg.horizon, 2, iters=cfg.iters, samples=cfg.samples, elites=cfg.elites,
-                              init_std=cfg.init_std, generator=g, init_mean=mean)
-        k = min(cfg.execute, cfg.steps - done, cfg.horizon)
+        plan = cem_plan_batch(cost, e, h, 2, iters=cfg.iters, samples=cfg.samples, elites=cfg.elites,
+                              init_std=cfg.init_std, generator=g, init_mean=mean[:, :h])
+        k = min(cfg.execute, h)
         for t in range(k):
             state = env.step(state, plan[:, t])
         done += k
-        mean = torch.cat([plan[:, k:], torch.zeros(e, k, 2)], 1)  # warm start: the rest of the plan, shifted
+        mean = torch.cat([plan[:, k:], torch.zeros(e, cfg.horizon - h + k, 2)], 1)  # warm start: the rest, shifted
     return state
 
 
@@ -203,6 +258,7 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
     from bench.records import collect_env, collect_hardware, git_sha, new_run_id
     from bench.world_model.train import get_world_model
     log = log or (lambda msg: None)
+    parse_planners(",".join(methods))  # unknown names fail before any training
     start_time = time.perf_counter()
     env = wm_cfg.env.make()
     seeds = task_seeds(episodes)
@@ -213,7 +269,7 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
             results.append(evaluate_planner(name, env, starts, goals, None, cfg, seed))
         elif name == "oracle":
             results.append(evaluate_planner(name, env, starts, goals, OraclePlanner(env), cfg, seed))
-        elif name in ("pixel", "jepa"):
+        else:  # pixel / jepa: a world model over the pixel baseline's or the frozen encoder's tokens
             enc = pixel_encoder if name == "pixel" else encoder
             log(f"{name} world model ({enc.label}): training or loading from {models_dir}")
             predictor, info, path = get_world_model(enc, wm_cfg, models_dir, cache_dir, retrain, progress)
@@ -223,8 +279,6 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
                 f"; untrained {info['val_before']['teacher_forcing']:.4f})")
             planner = WorldModelPlanner(env, enc, predictor, name)
             results.append(evaluate_planner(name, env, starts, goals, planner, cfg, seed, world_model=info))
-        else:
-            raise ValueError(f"unknown planner {name!r}: use random, oracle, pixel, jepa")
         r = results[-1]
         log(f"{name}: success {r.success_rate:.1f}%, mean final distance {r.mean_final_distance:.2f} px "
             f"({r.planning_time_s:.1f} s)")
@@ -242,3 +296,39 @@ def write_plan_result(result: PlanResult, results_dir="results"):
     from bench.io import atomic_write_json
     return atomic_write_json(Path(results_dir) / result.benchmark / f"{result.run_id}.json",
                              result.model_dump(mode="json"), exclusive=True)
+
+
+PLAN_COLUMNS = ("planner", "success %", "mean final dist (px)", "median final dist (px)", "planning time (s)",
+                "world-model held-out L1")
+
+
+def plan_rows(result: PlanResult) -> list[list[str]]:
+    """One row of table cells per planner (held-out L1: teacher forcing, and as a fraction of the
+    copy baseline "nothing moves", which puts pixel and embedding spaces on one scale)."""
+    rows = []
+    for m in result.methods:
+        l1 = "-"
+        if m.world_model:
+            after = m.world_model["val_after"]
+            l1 = f"{after['teacher_forcing']:.4f} ({after['teacher_forcing'] / max(after['copy_baseline'], 1e-12):.2f}x copy)"
+        name = m.method + (f" ({m.world_model['encoder']})" if m.world_model else "")
+        rows.append([name, f"{m.success_rate:.1f}", f"{m.mean_final_distance:.2f}", f"{m.median_final_distance:.2f}",
+                     f"{m.planning_time_s:.1f}", l1])
+    return rows
+
+
+def plan_markdown(result: PlanResult) -> str:
+    head = (f"# {result.benchmark}: {result.encoder}\n\n{len(result.task_seeds)} tasks (seeds 0-{len(result.task_seeds) - 1}), "
+            f"mean start-goal distance {result.initial_distance:.1f} px, success within {result.plan.tolerance:g} px "
+            f"after {result.plan.steps} steps; run `{result.run_id}`\n\n")
+    lines = ["| " + " | ".join(PLAN_COLUMNS) + " |", "|" + "---|" * len(PLAN_COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in plan_rows(result)]
+    return head + "\n".join(lines) + "\n"
+
+
+def write_plan_leaderboard(result: PlanResult, leaderboards_dir="leaderboards") -> Path:
+    """``<leaderboards_dir>/push-plan-v1/<encoder>.md``: this run's table (the latest run per encoder)."""
+    import re
+    from bench.io import atomic_write_text
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", result.encoder).strip("-.") or "encoder"
+    return atomic_write_text(Path(leaderboards_dir) / result.benchmark / f"{name}.md", plan_markdown(result))

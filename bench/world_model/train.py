@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.data.moving_shapes import PushEnv
 from bench.errors import BenchError
@@ -36,9 +36,9 @@ EMBED_CACHE_VERSION = 1
 
 class EnvConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    size: int = 32
-    max_step: float = 3.0
-    radius: float = 3.0
+    size: int = Field(32, ge=8)
+    max_step: float = Field(3.0, gt=0)
+    radius: float = Field(3.0, gt=0)
 
     def make(self) -> PushEnv:
         return PushEnv(self.size, self.max_step, self.radius)
@@ -49,20 +49,26 @@ class WorldModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     env: EnvConfig = EnvConfig()
-    episodes: int = 1000          # training episodes (random smooth actions)
-    episode_len: int = 8          # actions per episode (frames = episode_len + 1)
-    val_episodes: int = 200       # held-out episodes (seed data_seed + 1)
+    episodes: int = Field(1000, ge=1)     # training episodes (random smooth actions)
+    episode_len: int = Field(8, ge=1)     # actions per episode (frames = episode_len + 1)
+    val_episodes: int = Field(200, ge=1)  # held-out episodes (seed data_seed + 1)
     data_seed: int = 0
-    dim: int = 128                # predictor width / depth / heads (the pixel baseline uses the same)
-    depth: int = 3
-    heads: int = 4
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    rollout_steps: int = 2
+    dim: int = Field(128, ge=1)           # predictor width / depth / heads (the pixel baseline uses the same)
+    depth: int = Field(3, ge=1)
+    heads: int = Field(4, ge=1)
+    steps: int = Field(1500, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    rollout_steps: int = Field(2, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "WorldModelConfig":
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        return self
 
     def key(self, encoder_key: str) -> str:
         text = json.dumps({"encoder": encoder_key, **self.model_dump(mode="json")}, sort_keys=True)
@@ -148,13 +154,13 @@ def train_world_model(encoder: FrameEncoder, cfg: WorldModelConfig, cache_dir: s
         idx = torch.randint(len(z), (min(cfg.batch_size, len(z)),), generator=g)
         terms = predictor.loss(z[idx], actions[idx], cfg.rollout_steps)
         if not torch.isfinite(terms["loss"]):
-            raise BenchError(f"world-model loss is {float(terms['loss'])} at step {step}; lower --wm-lr")
+            raise BenchError(f"world-model loss is {float(terms['loss'].detach())} at step {step}; lower it with --set wm.lr=...")
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(predictor.parameters(), 1.0)
         opt.step()
         sched.step()
-        last = {k: float(v) for k, v in terms.items()}
+        last = {k: float(v.detach()) for k, v in terms.items()}
         if progress and (step % 250 == 0 or step == cfg.steps - 1):
             print(f"  world model step {step + 1}/{cfg.steps}: loss {last['loss']:.4f} (teacher forcing "
                   f"{last['teacher_forcing']:.4f}, rollout {last['rollout']:.4f})", file=sys.stderr, flush=True)

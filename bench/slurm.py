@@ -1,0 +1,230 @@
+"""``bench train|run ... --slurm partition=P[,KEY=VALUE...]``: submit the same command as a SLURM job with
+submitit, print its id and log folder, and return at once.
+
+The job runs ``bench.cli.main`` with the same arguments minus ``--slurm`` on ``--nodes`` nodes x ``--devices``
+tasks per node, one task per GPU, so Lightning's SLURMEnvironment takes each process's rank from srun (rank 0
+owns the run folder and the record, as under ``srun`` by hand). Logs go to ``<runs-dir>/slurm/<job id>/``.
+
+Time limit and requeue: SLURM sends USR2 ``SIGNAL_DELAY_S`` seconds before the time limit (submitit's warning
+signal); the job turns it into the SIGTERM the trainer already handles (last.ckpt saved at the current step), then
+requeues itself through submitit as ``bench train --resume RUN_DIR`` (after ``bench run``: followed by ``bench
+probe RUN_DIR`` on rank 0), at most ``slurm_max_num_timeout`` (3) times for time-outs. A plain SIGTERM
+(``scancel``) stops the run the same way without requeueing; continue it with ``bench train --resume RUN_DIR``.
+
+Hidden switch for tests and dry runs: ``BENCH_SLURM_CLUSTER=debug`` (or ``submit_command(..., cluster="debug")``)
+runs the job in this process with submitit's debug executor, ``local`` in a subprocess; the default is ``slurm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BenchError, ConfigError, Interrupted
+
+SIGNAL_DELAY_S = 120  # USR2 this long before the time limit: time to stop, save last.ckpt and requeue
+EXAMPLE = "partition=gpu,time=720"
+
+
+class SlurmSpec(BaseModel):
+    """The ``--slurm`` keys. GPUs per node default to --devices (one task per GPU); 0 asks for none (CPU nodes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str
+    time: int = Field(720, gt=0)              # minutes
+    gpus_per_node: int | None = Field(None, ge=0)
+    cpus_per_task: int = Field(8, gt=0)
+    mem_gb: float | None = Field(None, gt=0)  # per node
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    name: str | None = None                   # job name (default bench-<command>)
+
+
+def parse_spec(text: str) -> SlurmSpec:
+    """``partition=gpu,time=720,...`` -> SlurmSpec; any mistake is one ConfigError line."""
+    keys = list(SlurmSpec.model_fields)
+    values: dict[str, str] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or not key or not value:
+            raise ConfigError(f"--slurm expects KEY=VALUE items separated by commas (e.g. {EXAMPLE}), got {item!r}")
+        if key not in keys:
+            hint = get_close_matches(key, keys, n=1)
+            raise ConfigError(f"unknown --slurm key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; keys: {', '.join(keys)}")
+        if key in values:
+            raise ConfigError(f"--slurm key {key!r} given twice")
+        values[key] = value
+    if "partition" not in values:
+        raise ConfigError(f"--slurm needs partition=NAME, the SLURM partition to queue on (e.g. {EXAMPLE})")
+    try:
+        return SlurmSpec(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"bad --slurm value for {where!r}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def executor_parameters(spec: SlurmSpec, *, devices: int, nodes: int, name: str = "bench") -> dict:
+    """submitit ``AutoExecutor.update_parameters`` keywords: ``nodes`` x ``devices`` tasks, one per GPU."""
+    params = dict(name=spec.name or name, timeout_min=spec.time, nodes=nodes, tasks_per_node=devices,
+                  gpus_per_node=devices if spec.gpus_per_node is None else spec.gpus_per_node or None,
+                  cpus_per_task=spec.cpus_per_task, mem_gb=spec.mem_gb, slurm_partition=spec.partition,
+                  slurm_signal_delay_s=SIGNAL_DELAY_S, slurm_account=spec.account, slurm_qos=spec.qos,
+                  slurm_constraint=spec.constraint)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _is_slurm_flag(token: str) -> bool:
+    name = token.split("=", 1)[0]
+    return len(name) >= 4 and "--slurm".startswith(name)  # argparse also takes unambiguous prefixes (--slu)
+
+
+def strip_slurm_flag(argv: list[str]) -> list[str]:
+    """The command line the job runs: ``argv`` without ``--slurm SPEC`` / ``--slurm=SPEC``."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif _is_slurm_flag(token):
+            skip = "=" not in token
+        else:
+            out.append(token)
+    return out
+
+
+def resume_steps(argv: list[str], run_dir: str | Path) -> list[list[str]]:
+    """What continues an interrupted ``bench train`` / ``bench run`` command: ``train --resume RUN_DIR`` with the
+    same data options (and, for ``run``, ``probe RUN_DIR`` into the same results folder)."""
+    from bench.cli import build_parser
+    args = build_parser().parse_args(argv)
+    run_dir = str(Path(run_dir).resolve())
+    top = ["--debug"] if args.debug else []
+    data: list[str] = []
+    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
+                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            data += [flag, str(value)]
+    train = [*top, "train", "--resume", run_dir, *data, *(["--no-progress"] if args.no_progress else [])]
+    if args.command == "run":
+        return [train, [*top, "probe", run_dir, *data, "--results", str(args.results)]]
+    return [train]
+
+
+def _warning_signal() -> signal.Signals:
+    import submitit
+    return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+
+
+@dataclass
+class SlurmJob:
+    """What each SLURM task runs: ``bench.cli.main`` on every argv of ``steps`` in turn (steps after the first on
+    rank 0 only). submitit calls ``checkpoint`` when it requeues the job after the time-limit warning."""
+
+    steps: list[list[str]]
+    resume: list[list[str]] | None = None  # set when training stopped on the warning signal
+    warned: bool = False
+
+    def __call__(self) -> int:
+        from bench.distributed import launch_rank
+        warning = _warning_signal()
+        requeue = signal.signal(warning, self._stop_training)  # submitit's handler: checkpoint(), requeue, exit
+        try:
+            code = 0
+            for i, argv in enumerate(self.steps):
+                if (i and launch_rank() != 0) or code:
+                    break
+                code = self._run(argv, requeue, warning)
+            return code
+        finally:
+            signal.signal(warning, requeue)
+
+    def _run(self, argv: list[str], requeue, warning) -> int:
+        from bench.cli import main
+        try:
+            return main(["--debug", *argv])  # --debug: errors come here, Interrupted with its run folder
+        except BenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            if isinstance(e, Interrupted) and self.warned and e.run_dir is not None:
+                self.resume = resume_steps(argv, e.run_dir)
+                if callable(requeue):
+                    requeue(warning, None)
+            return e.exit_code
+
+    def _stop_training(self, signum, frame) -> None:
+        """The time-limit warning: stop as on SIGTERM (the trainer saves last.ckpt at this step, then raises
+        Interrupted) and requeue once it has stopped. Outside training the SIGTERM handler is submitit's bypass."""
+        self.warned = True
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            handler(signal.SIGTERM, frame)
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit's requeue hook: the requeued job continues the interrupted run (None: no requeue)."""
+        if not self.resume:
+            return None
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(SlurmJob(self.resume))
+
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise BenchError('--slurm needs submitit: pip install -e ".[slurm]"') from None
+    return submitit
+
+
+def _world(args: argparse.Namespace, spec: SlurmSpec, argv: list[str]) -> tuple[int, int, list[str]]:
+    """(devices per node, nodes, job argv); the config is built here so its mistakes show before queueing."""
+    resume = getattr(args, "resume", None)
+    if resume:
+        try:
+            config = json.loads((Path(resume) / "run.json").read_text())["config"]
+        except (OSError, ValueError, KeyError) as e:
+            raise BenchError(f"cannot resume {resume}: no readable run.json ({e})") from None
+        devices, nodes = int(config.get("devices", 1)), int(config.get("num_nodes", 1))
+    else:
+        from bench.cli import _config_from_args
+        if spec.gpus_per_node and args.devices is None:  # one process per GPU
+            args = argparse.Namespace(**{**vars(args), "devices": spec.gpus_per_node})
+            argv = [*argv, "--devices", str(spec.gpus_per_node)]
+        cfg, _ = _config_from_args(args)
+        devices, nodes = cfg.devices, cfg.num_nodes
+    if spec.gpus_per_node and spec.gpus_per_node != devices:
+        raise ConfigError(f"--slurm gpus_per_node={spec.gpus_per_node} but {devices} process(es) per node "
+                          f"(--devices): one process per GPU, so give one of them or the same number")
+    return devices, nodes, argv
+
+
+def submit_command(args: argparse.Namespace, argv: list[str], *, cluster: str | None = None) -> int:
+    """Submit ``argv`` (a ``bench`` command line holding ``--slurm``) as a job; print one line and return 0
+    (with the debug cluster: run it here and return its exit code)."""
+    spec = parse_spec(args.slurm)
+    devices, nodes, job_argv = _world(args, spec, strip_slurm_flag(argv))
+    submitit = _import_submitit()
+    cluster = cluster or os.environ.get("BENCH_SLURM_CLUSTER") or "slurm"
+    if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise BenchError("--slurm needs SLURM's sbatch and srun on PATH: submit from a login node of the cluster")
+    method = getattr(args, "method", None) or ""
+    name = f"bench-{args.command}" + (f"-{method}" if re.fullmatch(r"[\w.-]+", method) else "")
+    executor = submitit.AutoExecutor(folder=Path(args.runs_dir) / "slurm" / "%j", cluster=cluster)
+    executor.update_parameters(**executor_parameters(spec, devices=devices, nodes=nodes, name=name))
+    job = executor.submit(SlurmJob([job_argv]))
+    print(f"submitted SLURM job {job.job_id} ({nodes} node(s) x {devices} task(s), partition {spec.partition}, "
+          f"{spec.time} min); logs in {job.paths.folder}")
+    return int(job.result()) if cluster == "debug" else 0
