@@ -99,19 +99,21 @@ def _config_from_args(args):
 
 
 def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
-    """``--set KEY=VALUE`` items (YAML values; ``outer.inner`` for method_kwargs / backbone_kwargs)."""
+    """``--set KEY=VALUE`` items (YAML values); a dotted key nests, ``a.b.c=V`` -> ``{"a": {"b": {"c": V}}}``
+    (``method_kwargs.temperature``, ``wm.env.size``)."""
     import yaml
     overrides = dict(overrides or {})
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise BenchError(f"--set expects KEY=VALUE, got {item!r}")
-        value = yaml.safe_load(value)
-        if "." in key:
-            outer, inner = key.split(".", 1)
-            overrides[outer] = {**(overrides.get(outer) or {}), inner: value}
-        else:
-            overrides[key] = value
+        *outer, last = key.split(".")
+        node = overrides
+        for part in outer:  # copy each level: the caller's dicts are never changed
+            child = dict(node.get(part) or {})
+            node[part] = child
+            node = child
+        node[last] = yaml.safe_load(value)
     return overrides
 
 

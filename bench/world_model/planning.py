@@ -82,15 +82,8 @@ def make_configs(overrides: dict | None = None):
                           f"or wm.env.KEY (WorldModelConfig)")
     out = []
     for prefix, cls in (("plan", PlanConfig), ("wm", WorldModelConfig)):
-        kw: dict = {}
-        for key, value in (overrides.get(prefix) or {}).items():
-            outer, _, inner = key.partition(".")
-            if inner:
-                kw[outer] = {**(kw.get(outer) or {}), inner: value}
-            else:
-                kw[key] = value
         try:
-            out.append(cls(**kw))
+            out.append(cls(**(overrides.get(prefix) or {})))
         except ValidationError as e:
             err = e.errors()[0]
             loc, msg = ".".join(str(x) for x in (prefix, *err["loc"])), err["msg"].removeprefix("Value error, ")
