@@ -10,6 +10,8 @@ of the k neighbours votes for its class with weight exp(sim / T):
 
 from __future__ import annotations
 
+import functools
+
 import faiss
 import numpy as np
 import torch
@@ -44,13 +46,14 @@ def _flat_ip_index(dim: int):
     """``IndexFlatIP``, moved to GPU 0 when faiss was built with GPU support (faiss-gpu) and sees a GPU."""
     index = faiss.IndexFlatIP(dim)
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        global _GPU_RES
-        _GPU_RES = _GPU_RES or faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(_GPU_RES, 0, index)
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     return index
 
 
-_GPU_RES = None
+@functools.cache
+def _gpu_resources():
+    """One set of faiss GPU resources (scratch memory, streams) per process, reused by every search."""
+    return faiss.StandardGpuResources()
 
 
 def knn_vote(sims: torch.Tensor, idx: torch.Tensor, train_labels: torch.Tensor, k: int, temperature: float,
