@@ -102,6 +102,18 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
+def recipe_label(name_or_path: str | None) -> str | None:
+    """The name a recipe is recorded under: ``recipes/dino.yaml`` (any path to a shipped recipe) -> ``dino``, so
+    runs started with ``--recipe dino`` and ``--recipe recipes/dino.yaml`` share a leaderboard row; other paths
+    are kept as given."""
+    if not name_or_path:
+        return name_or_path
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.parent.name == RECIPE_DIR.name and path.stem in available_recipes():
+        return path.stem
+    return str(name_or_path)
+
+
 def load_recipe(name_or_path: str) -> dict[str, Any]:
     """A recipe by name (``recipes/<name>.yaml``) or by path; returns the raw mapping."""
     path = Path(name_or_path)

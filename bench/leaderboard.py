@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
 from bench.records import RunRecord, config_hash, load_records
@@ -69,7 +70,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     if len(hashes) > 1:
         raise BenchError(f"records of {benchmark_id} were made with different benchmark specs "
                          f"(spec_hash {', '.join(sorted(hashes))}); they cannot share a leaderboard")
-    rows = [{"method": r.method, "backbone": r.backbone, "recipe": r.recipe or "",
+    rows = [{"method": r.method, "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": _hardware(r.hardware), "run_id": r.run_id,

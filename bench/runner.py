@@ -18,7 +18,7 @@ import torch
 
 from bench.backbones import create_backbone
 from bench.benchmarks import Benchmark
-from bench.config import TrainConfig
+from bench.config import TrainConfig, recipe_label
 from bench.data import ImageData, load_split
 from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
@@ -148,7 +148,7 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         check_image_size(data.train, cfg.img_size, "the training crop")
         check_modality(cfg, data.train)
         method = build_method(cfg)
-        info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe,
+        info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe_label(recipe),
                 "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id, "status": "running",
                 "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]

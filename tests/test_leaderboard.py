@@ -106,6 +106,12 @@ def test_different_configs_are_not_averaged():
     assert sorted(df["n"]) == [1, 2] and sorted(df["linear_top1_mean"]) == [50.0, 71.0]
 
 
+def test_a_shipped_recipe_named_by_path_or_by_name_is_one_setup():
+    df = build_leaderboard([rec("dino", 0, 70.0, recipe="recipes/dino.yaml"), rec("dino", 1, 72.0, recipe="dino"),
+                            rec("dino", 2, 50.0, recipe="/tmp/my/dino.yaml")], BID)
+    assert sorted(zip(df["recipe"], df["n"])) == [("/tmp/my/dino.yaml", 1), ("dino", 2)]
+
+
 def test_spec_hash_mismatch_raises():
     with pytest.raises(BenchError, match="different benchmark specs"):
         build_leaderboard([rec("simclr", 0, 70.0, spec_hash="a"), rec("simclr", 1, 70.0, spec_hash="b")], BID)
