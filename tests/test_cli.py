@@ -78,6 +78,16 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
     assert err.startswith("error: ") and needle in err and "\n" not in err and "Traceback" not in err
 
 
+def _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args):
+    """The resumed run's encoder equals (allclose) the encoder of the same run trained straight through."""
+    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path / "straight")]) == 0
+    (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
+    resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
+    for name, value in uninterrupted.items():
+        if value.is_floating_point():
+            assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
+
+
 def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder, cli_args):
     """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs and ends
     with the same weights as a run that was never interrupted (data order and augmentation replay)."""
@@ -110,12 +120,7 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
     assert info["status"] == "trained" and info["train"]["epochs"] == epochs
     assert info["train"]["images_seen"] == epochs * 2 * 16 * 4
     assert len(info["train"]["monitor_history"]) == epochs
-    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path / "straight")]) == 0
-    (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
-    resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
-    for name, value in uninterrupted.items():
-        if value.is_floating_point():
-            assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
+    _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args)
 
 
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, cli_args, monkeypatch, capsys):
@@ -149,9 +154,4 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["images_seen"] == epochs * 2 * 16 * 4
-    assert main(["train", "--method", "simclr", "--epochs", str(epochs), *cli_args(tmp_path / "straight")]) == 0
-    (straight,) = (tmp_path / "straight" / "runs").glob("*/*/encoder.pt")
-    resumed, uninterrupted = (torch.load(p, weights_only=True) for p in (run_dir / "encoder.pt", straight))
-    for name, value in uninterrupted.items():
-        if value.is_floating_point():
-            assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
+    _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args)
