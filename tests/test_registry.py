@@ -4,6 +4,7 @@ import textwrap
 
 import pytest
 
+from bench.config import available_recipes, make_config
 from bench.errors import PluginError
 from methods import available_methods, get_method, validate_method_class
 from methods.base import Method
@@ -85,3 +86,19 @@ def test_encoder_must_be_property():
             return self.backbone
     with pytest.raises(PluginError, match="`encoder` must be a property"):
         validate_method_class(Bad)
+
+
+@pytest.mark.parametrize("recipe", available_recipes())
+def test_every_shipped_recipe_builds_its_method_and_encodes(recipe):
+    """A typo in a recipe (key, method kwarg, backbone option) fails here, not hours into a run."""
+    import torch
+
+    from bench.runner import build_method
+
+    cfg = make_config(recipe)
+    method = build_method(cfg)
+    backbone = method.encoder
+    x = torch.zeros(2, 8, 3, cfg.img_size, cfg.img_size) if hasattr(backbone, "grid") else \
+        torch.zeros(2, 3, cfg.img_size, cfg.img_size)
+    with torch.no_grad():
+        assert backbone.eval()(x).shape == (2, backbone.embed_dim)
