@@ -45,10 +45,12 @@ class Backbone(nn.Module):
     def is_vit(self) -> bool:
         return hasattr(self.model, "patch_embed")
 
-    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None, prefix: bool = False) -> torch.Tensor:
         """Patch tokens (B, N, D) after the final norm; ``keep`` (B, K) indices keeps K tokens
-        (the others never enter the transformer: I-JEPA context encoding). For a CNN the tokens
-        are the cells of the last feature map (B, h*w, C) and ``keep`` is not supported."""
+        (the others never enter the transformer: I-JEPA context encoding); ``prefix=True`` also
+        returns the prefix tokens ([CLS], registers) first: every output token, which is what the
+        attentive probe reads. For a CNN the tokens are the cells of the last feature map
+        (B, h*w, C) and ``keep`` is not supported."""
         m = self.model
         if not self.is_vit:
             if keep is not None:
@@ -56,9 +58,9 @@ class Backbone(nn.Module):
             return m.forward_features(x).flatten(2).transpose(1, 2)
         x = m.patch_embed(x)
         x = m._pos_embed(x)  # adds pos-embed, prepends prefix tokens if any
-        return self._encode(x, m.num_prefix_tokens, keep)
+        return self._encode(x, m.num_prefix_tokens, keep, prefix)
 
-    def _encode(self, x: torch.Tensor, n_prefix: int, keep: torch.Tensor | None) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor, n_prefix: int, keep: torch.Tensor | None, prefix: bool = False) -> torch.Tensor:
         """Embedded tokens (B, n_prefix + N, D) -> the transformer's patch tokens, keeping only ``keep``."""
         m = self.model
         if keep is not None:
@@ -68,7 +70,7 @@ class Backbone(nn.Module):
         x = m.norm_pre(x)
         x = m.blocks(x)
         x = m.norm(x)
-        return x[:, n_prefix:]
+        return x if prefix else x[:, n_prefix:]
 
 
 def sincos_pos_embed(dim: int, grid: tuple[int, ...]) -> torch.Tensor:
@@ -103,7 +105,7 @@ class VideoBackbone(Backbone):
             raise ValueError(f"clip {tuple(x.shape[1:])} is not divisible into {self.tubelet}x{self.patch}x{self.patch} tubelets")
         return t // self.tubelet, h // self.patch, w // self.patch
 
-    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None, prefix: bool = False) -> torch.Tensor:
         grid = self.grid(x)
         z = self.tubelet_embed(x.transpose(1, 2)).flatten(2).transpose(1, 2)  # (B, t*h*w, D)
         z = z + sincos_pos_embed(self.embed_dim, grid).to(z)

@@ -15,6 +15,7 @@ from torch import nn
 
 from bench import distributed
 from bench.augment import eval_transform
+from bench.backbones import Backbone
 from bench.io import atomic_torch_save
 
 FEATURE_CACHE_VERSION = 3  # 3: entries carry a sha256 of their bytes
@@ -35,6 +36,12 @@ def weights_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _tokens(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Every output token of the encoder: a :class:`Backbone` includes its prefix tokens ([CLS]), a
+    plugin's own encoder gives whatever its ``tokens(x)`` returns."""
+    return encoder.tokens(x, prefix=True) if isinstance(encoder, Backbone) else encoder.tokens(x)
+
+
 @torch.inference_mode()
 def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: float, batch_size: int,
              device: torch.device, tokens: bool) -> torch.Tensor:
@@ -48,7 +55,7 @@ def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: 
             if cuda and x.ndim == 4:  # images; clips (B, T, 3, H, W) have no channels-last layout
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                out.append(encoder.tokens(x).half().cpu() if tokens else encoder(x).float().cpu())
+                out.append(_tokens(encoder, x).half().cpu() if tokens else encoder(x).float().cpu())
     finally:
         encoder.train(was_training)
     return torch.cat(out)
@@ -64,7 +71,7 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, *, img_size: int,
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     path, cached = None, None
     if cache_dir is not None and data_key is not None:
-        kind = "tokens" if tokens else "pooled"
+        kind = "all-tokens" if tokens else "pooled"  # "all-tokens": prefix tokens included (older caches: "tokens")
         # the module's repr tells apart encoders whose weights match but whose forward differs
         # (e.g. a ViT pooling its class token vs averaging: different final norm layers)
         arch = hashlib.sha256(f"{type(encoder).__qualname__}:{encoder!r}".encode()).hexdigest()[:16]

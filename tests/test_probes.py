@@ -221,6 +221,20 @@ def test_resnet_and_vit_backbones_expose_tokens():
     assert cnn.tokens(x).shape == (2, 4, 512)
 
 
+def test_attentive_features_of_a_class_token_vit_include_the_class_token():
+    """The attentive probe reads every output token: [CLS] first, then the patches (a DINO-style encoder's
+    [CLS] is its trained read-out, so a probe that could not see it would under-rate the encoder)."""
+    from bench.backbones import create_backbone
+    from probes.features import extract_features
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    vit = create_backbone("vit_tiny", 32, patch_size=8, class_token=True, global_pool="token")
+    tok = extract_features(vit, images, img_size=32, tokens=True, device="cpu")
+    pooled = extract_features(vit, images, img_size=32, device="cpu")
+    assert tok.shape == (3, 17, 192)
+    torch.testing.assert_close(tok[:, 0].float(), pooled, atol=2e-2, rtol=1e-2)  # float16 tokens
+    assert vit.tokens(images.float()).shape == (3, 16, 192)  # training-side tokens stay patch-only
+
+
 def test_evaluate_encoder_with_a_plain_protocol_defaults_to_knn_and_linear():
     """Any object with the protocol attributes works; without ``.probes`` it runs k-NN and linear."""
     from types import SimpleNamespace
