@@ -155,3 +155,20 @@ def test_trained_simclr_beats_random_init_on_knn(tmp_path, mini):
     trained_acc = knn_top1(load_encoder(trained_run)[0])
     assert trained_acc > random_acc + 3, (trained_acc, random_acc)
     assert not math.isnan(trained_acc)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_that_fp32_is_faster(monkeypatch):
+    import bench.train as train
+    from bench.backbones import create_backbone
+    from methods import get_method
+    method = get_method("simclr")(create_backbone("resnet18", 32, stem="small"))
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"without native bfloat16.*precision=32-true"):
+        train._check_execution(make_config("simclr", precision="bf16-mixed"), method)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train._check_execution(make_config("simclr", precision="bf16-mixed"), method)
+        monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+        train._check_execution(make_config("simclr", precision="32-true"), method)
