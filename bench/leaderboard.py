@@ -56,7 +56,8 @@ def _hardware(hw: dict) -> str:
         count = hw.get("gpu_count") or 1
         return f"{count}x {hw['gpu']}" if count > 1 else str(hw["gpu"])
     if hw.get("cpu"):
-        return f"{hw['cpu']}, {hw['cpu_count']} cores" if hw.get("cpu_count") else str(hw["cpu"])
+        cpu = f"{hw['cpu']} ({hw['cpu_isa']})" if hw.get("cpu_isa") else str(hw["cpu"])
+        return f"{cpu}, {hw['cpu_count']} cores" if hw.get("cpu_count") else cpu
     return ""
 
 

@@ -129,7 +129,8 @@ def _cpu_model() -> str:
 
 
 def collect_hardware() -> dict:
-    """CPU model and count, RAM (GiB) and, when CUDA is available, GPU name and count."""
+    """CPU model, vector ISA PyTorch uses (``cpu_isa``: e.g. AVX2, AVX512; CPU speeds differ several-fold
+    between them) and count, RAM (GiB) and, when CUDA is available, GPU name and count."""
     hw: dict[str, Any] = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": None,
                           "gpu": None, "gpu_count": 0}
     try:
@@ -138,6 +139,7 @@ def collect_hardware() -> dict:
         pass
     try:
         import torch
+        hw["cpu_isa"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             hw["gpu"], hw["gpu_count"] = torch.cuda.get_device_name(0), torch.cuda.device_count()
     except Exception:  # no torch / broken driver: record what we know

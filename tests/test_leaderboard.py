@@ -126,10 +126,14 @@ def test_cost_columns_params_hardware_time():
     df = build_leaderboard([rec("simclr", 0, 70.0, params=11_168_832, hardware=cpu, wall_time_s=1900.0),
                             rec("simclr", 1, 72.0, params=11_168_832, hardware=cpu, wall_time_s=2060.0),
                             rec("dino", 0, 60.0, params=5_500_000, hardware=gpu, wall_time_s=30.0),
-                            rec("random", 0, 20.0)], BID)
+                            rec("random", 0, 20.0),
+                            rec("barlow", 0, 50.0, hardware={**cpu, "cpu_isa": "AVX2"}),
+                            rec("barlow", 1, 51.0, hardware={**cpu, "cpu_isa": "AVX512"})], BID)
     by = df.set_index("method")
     assert by.loc["simclr", "params"] == 11_168_832 and by.loc["simclr", "hardware"] == "AMD EPYC, 2 cores"
     assert by.loc["dino", "hardware"] == "2x NVIDIA H100" and pd.isna(by.loc["random", "params"])
+    # seeds trained on different CPUs (several-fold apart in speed) show both, with the vector ISA
+    assert by.loc["barlow", "hardware"] == "AMD EPYC (AVX2), 2 cores; AMD EPYC (AVX512), 2 cores"
     md = render_leaderboard(df, "md")
     simclr = next(line for line in md.splitlines() if "| simclr |" in line)
     assert "| 11.2M |" in simclr and "| 33 min |" in simclr and "| AMD EPYC, 2 cores |" in simclr
