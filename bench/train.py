@@ -128,6 +128,8 @@ class SSLModule(L.LightningModule):
         self.total_steps = max(1, steps_per_epoch * cfg.epochs)
         self.online_probe = nn.Linear(method.encoder.embed_dim, num_classes) if cfg.online_probe else None
         self.images_seen = 0
+        self.time_before_resume = 0.0  # training seconds of earlier processes of this run (from the checkpoint)
+        self.session_start = time.perf_counter()
         self._monitor_feats: list[torch.Tensor] = []
         self.monitor_history: list[dict] = []
 
@@ -183,13 +185,20 @@ class SSLModule(L.LightningModule):
             if self.cfg.stop_on_collapse:
                 self.trainer.should_stop = True
 
+    @property
+    def train_time_s(self) -> float:
+        """Training seconds over every process of this run (a resumed run adds its earlier processes' time)."""
+        return self.time_before_resume + time.perf_counter() - self.session_start
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "monitor_history": self.monitor_history}
+        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "monitor_history": self.monitor_history,
+                                   "train_time_s": self.train_time_s}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("ssl_bench", {})
         self.images_seen = state.get("images_seen", 0)
         self.monitor_history = state.get("monitor_history", [])
+        self.time_before_resume = float(state.get("train_time_s", 0.0))
         done = checkpoint["global_step"] - checkpoint["epoch"] * self.steps_per_epoch
         if self.sampler is not None and 0 < done < self.steps_per_epoch:  # saved mid-epoch (SIGTERM, Ctrl-C)
             self.sampler.resume_at(checkpoint["epoch"], done)
@@ -321,7 +330,7 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
         gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
     )
-    start = time.perf_counter()
+    module.session_start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
@@ -345,11 +354,10 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
             if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
                 # the group Lightning made for training ends with it: rank 0 goes on alone (probing, records)
                 torch.distributed.destroy_process_group()
-    elapsed = time.perf_counter() - start
     history = module.monitor_history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
     return TrainResult(
-        encoder=method.encoder, images_seen=module.images_seen, train_time_s=elapsed,
+        encoder=method.encoder, images_seen=module.images_seen, train_time_s=module.train_time_s,
         epochs=trainer.current_epoch, monitors=monitors, monitor_history=history,
         collapsed=bool(history) and is_collapsed(history[-1]), checkpoint=str(last) if last.exists() else None,
     )

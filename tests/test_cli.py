@@ -55,6 +55,10 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     info["config"]["epochs"], info["status"] = 2, "running"
     (run_dir / "run.json").write_text(json.dumps(info))
     (run_dir / "encoder.pt").unlink()
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["ssl_bench"]["train_time_s"] = 1000.0  # as if the first process had trained for 1000 s
+    torch.save(ckpt, ckpt_path)
     assert main(["probe", str(run_dir), "--data", f"imagefolder:{tiny_folder}"]) == 2  # not trained yet
     assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
@@ -62,6 +66,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     assert info["status"] == "trained" and info["train"]["epochs"] == 2
     assert info["train"]["images_seen"] == 2 * 2 * 16 * 4  # both epochs counted
     assert len(info["train"]["monitor_history"]) == 2
+    assert info["train"]["train_time_s"] > 1000.0  # the earlier process's training time is added, not reset
 
 
 @pytest.mark.parametrize("argv,needle", [
