@@ -49,6 +49,17 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
 
 
+def _add_batch_opts(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that train several runs and rewrite a leaderboard (submit, reference)."""
+    p.add_argument("--data-root", default=None, help="folder holding named datasets (default: $BENCH_DATA_ROOT "
+                   "or ../shared/datasets)")
+    p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
+    p.add_argument("--results", default="results", help="folder of run records")
+    p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
+    p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, help="method name, module:Class or path/to/plugin.py[:Class] (see `bench methods`)")
     p.add_argument("--recipe", default=None,
@@ -213,6 +224,26 @@ def cmd_submit(args) -> int:
                      data_root=args.data_root, cache_dir=args.cache_dir)
     for rec in records:
         _print_record(rec)
+    _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+    return 0
+
+
+def cmd_reference(args) -> int:
+    from bench.benchmarks import get_benchmark
+    from bench.leaderboard import FORMATS, write_leaderboard
+    from bench.reference import missing_runs, run_missing
+    bench = get_benchmark(args.benchmark)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    todo = missing_runs(bench, seeds, args.results)
+    for setup, seed, _ in todo:
+        print(f"missing: {setup.label} seed {seed}")
+    if not todo:
+        print(f"{bench.id}: every reference setup has records for seeds {seeds}")
+    if args.dry_run or not todo:
+        return 0
+    run_missing(bench, seeds, results_dir=args.results, runs_dir=args.runs_dir, progress=not args.no_progress,
+                data_root=args.data_root, cache_dir=args.cache_dir)
+    write_leaderboard(bench.id, args.results, args.leaderboards, formats=FORMATS, headline=bench.headline)
     _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     return 0
 
@@ -387,14 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe YAML for the method's optimiser / lr / hyper-parameters")
     p.add_argument("--epochs", type=int, default=None, help="override the benchmark budget's epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    p.add_argument("--data-root", default=None, help="folder holding named datasets (default: $BENCH_DATA_ROOT "
-                   "or ../shared/datasets)")
-    p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
-    p.add_argument("--results", default="results", help="folder of run records")
-    p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
-    p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_batch_opts(p)
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("reference", help="train, probe and record every reference setup of a benchmark that has no "
+                                         "record yet (resumes interrupted runs), then rewrite its leaderboard")
+    p.add_argument("benchmark", help="benchmark id NAME-vN with reference setups (bench/reference.py)")
+    p.add_argument("--seeds", type=int, default=2, help="number of seeds per setup")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
+    p.add_argument("--dry-run", action="store_true", help="only list the missing (setup, seed) runs")
+    _add_batch_opts(p)
+    p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")

@@ -1,0 +1,121 @@
+"""Reference records: the setups a benchmark's committed leaderboard shows, and ``bench reference``,
+which trains, probes and records every (setup, seed) that has no record yet.
+
+Idempotent and resumable: a (setup, seed) counts as done when ``results/<benchmark>/`` holds an ok or
+collapsed record with the same recipe, seed and config; an interrupted run of it under ``runs/`` is
+continued from its last checkpoint (or only probed, when its encoder is saved) instead of restarted.
+So after a crash, a preemption or a new machine, the same command picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.benchmarks import Benchmark
+from bench.config import TrainConfig, make_config, recipe_label
+from bench.errors import ConfigError
+from bench.records import load_records
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One leaderboard row: a shipped recipe (``bench run --recipe``), or a plugin file with its recipe
+    trained on the benchmark's budget (``bench submit``), plus config overrides."""
+
+    recipe: str
+    plugin: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, benchmark: Benchmark, seed: int) -> TrainConfig:
+        if self.plugin:
+            from bench.submit import submission_config
+            return submission_config(self.plugin, benchmark, self.recipe, seed=seed, **self.overrides)
+        return make_config(self.recipe, seed=seed, **self.overrides)
+
+    @property
+    def label(self) -> str:
+        return self.plugin or recipe_label(self.recipe) or self.recipe
+
+
+#: benchmark id -> the setups of its reference leaderboard
+REFERENCE: dict[str, list[Setup]] = {
+    "imagenette64-v1": [
+        Setup("simclr"), Setup("barlow_twins"), Setup("dino"), Setup("ijepa"),
+        Setup("random"), Setup("random_vit"),
+        Setup("naive_siamese", overrides={"stop_on_collapse": True}),
+        Setup("examples/vicreg.yaml", plugin="examples/vicreg.py"),
+    ],
+    "moving-shapes-v1": [Setup("vjepa"), Setup("random_video")],
+}
+
+
+def reference_setups(benchmark_id: str) -> list[Setup]:
+    if benchmark_id not in REFERENCE:
+        raise ConfigError(f"no reference setups for {benchmark_id!r} (defined for: {', '.join(sorted(REFERENCE))})")
+    return REFERENCE[benchmark_id]
+
+
+def _seedless(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "seed"}
+
+
+def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results"
+                 ) -> list[tuple[Setup, int, TrainConfig]]:
+    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order."""
+    records = [r for r in load_records(results_dir, benchmark.id) if r.status in ("ok", "collapsed")] \
+        if (Path(results_dir) / benchmark.id).is_dir() else []
+    done = {(recipe_label(r.recipe), r.seed, json.dumps(_seedless(r.config), sort_keys=True)) for r in records}
+    out = []
+    for setup in reference_setups(benchmark.id):
+        for seed in seeds:
+            cfg = setup.config(benchmark, seed)
+            key = (recipe_label(setup.recipe), seed, json.dumps(_seedless(cfg.model_dump(mode="json")), sort_keys=True))
+            if key not in done:
+                out.append((setup, seed, cfg))
+    return out
+
+
+def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, runs_dir: str | Path = "runs"
+                    ) -> Path | None:
+    """The newest run folder of exactly this recipe and config (seed included) with a checkpoint or an encoder."""
+    want = cfg.model_dump(mode="json")
+    root = Path(runs_dir) / benchmark.id
+    for run_dir in sorted(root.glob("*/"), reverse=True) if root.is_dir() else []:
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("config") == want and recipe_label(info.get("recipe")) == recipe_label(recipe) and ((run_dir / "encoder.pt").exists()
+                                            or (run_dir / "checkpoints" / "last.ckpt").exists()):
+            return run_dir
+    return None
+
+
+def run_missing(benchmark: Benchmark, seeds: list[int], *, results_dir: str | Path = "results",
+                runs_dir: str | Path = "runs", progress: bool = True, data_root: str | None = None,
+                cache_dir: str | None = None, log=print) -> int:
+    """Train / resume / probe every missing reference run, one after another; returns how many were recorded."""
+    from bench.runner import load_benchmark_data, probe_run, run_benchmark, train_run
+    todo = missing_runs(benchmark, seeds, results_dir)
+    if not todo:
+        return 0
+    data = load_benchmark_data(benchmark, data_root, cache_dir)
+    for i, (setup, seed, cfg) in enumerate(todo, 1):
+        run_dir = interrupted_run(cfg, setup.recipe, benchmark, runs_dir)
+        how = "new run" if run_dir is None else f"continuing {run_dir}"
+        log(f"[{i}/{len(todo)}] {setup.label} seed {seed}: {how}")
+        if run_dir is None:
+            if setup.plugin:
+                from bench.submit import smoke_test
+                smoke_test(cfg, data.train.images)
+            run_benchmark(cfg, benchmark, results_dir=results_dir, runs_dir=runs_dir, recipe=setup.recipe,
+                          data=data, progress=progress, cache_dir=cache_dir)
+            continue
+        if not (run_dir / "encoder.pt").exists():
+            train_run(None, benchmark, runs_dir=runs_dir, data=data, results_dir=results_dir, progress=progress,
+                      cache_dir=cache_dir, resume=run_dir)
+        probe_run(run_dir, benchmark, results_dir=results_dir, data=data, cache_dir=cache_dir)
+    return len(todo)
