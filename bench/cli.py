@@ -11,7 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, TrainingError
 
 DEMO_METHODS = ("simclr", "barlow-twins")
 ALL_DEMO_METHODS = ("simclr", "barlow-twins", "random-vit", "dino", "ijepa")
@@ -241,10 +241,13 @@ def cmd_reference(args) -> int:
         print(f"{bench.id}: every reference setup has records for seeds {seeds}")
     if args.dry_run or not todo:
         return 0
-    run_missing(bench, seeds, results_dir=args.results, runs_dir=args.runs_dir, progress=not args.no_progress,
-                data_root=args.data_root, cache_dir=args.cache_dir)
-    write_leaderboard(bench.id, args.results, args.leaderboards, formats=FORMATS, headline=bench.headline)
-    _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+    done, failed = run_missing(bench, seeds, results_dir=args.results, runs_dir=args.runs_dir,
+                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
+    if done:
+        write_leaderboard(bench.id, args.results, args.leaderboards, formats=FORMATS, headline=bench.headline)
+        _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+    if failed:
+        raise TrainingError(f"{len(failed)} reference run(s) failed ({', '.join(failed)}); {done} recorded")
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, make_config, recipe_label
-from bench.errors import ConfigError
+from bench.errors import ConfigError, PluginError, TrainingError
 from bench.records import load_records
 
 
@@ -96,26 +96,38 @@ def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, 
 
 def run_missing(benchmark: Benchmark, seeds: list[int], *, results_dir: str | Path = "results",
                 runs_dir: str | Path = "runs", progress: bool = True, data_root: str | None = None,
-                cache_dir: str | None = None, log=print) -> int:
-    """Train / resume / probe every missing reference run, one after another; returns how many were recorded."""
-    from bench.runner import load_benchmark_data, probe_run, run_benchmark, train_run
+                cache_dir: str | None = None, log=print) -> tuple[int, list[str]]:
+    """Train / resume / probe every missing reference run, one after another. A run that fails (NaN loss,
+    a broken plugin: its failed record is written) does not stop the others; an interruption (SIGTERM,
+    Ctrl-C) does. Returns (runs recorded, names of the failed runs)."""
+    from bench.runner import load_benchmark_data
     todo = missing_runs(benchmark, seeds, results_dir)
     if not todo:
-        return 0
+        return 0, []
     data = load_benchmark_data(benchmark, data_root, cache_dir)
+    failed = []
     for i, (setup, seed, cfg) in enumerate(todo, 1):
         run_dir = interrupted_run(cfg, setup.recipe, benchmark, runs_dir)
-        how = "new run" if run_dir is None else f"continuing {run_dir}"
-        log(f"[{i}/{len(todo)}] {setup.label} seed {seed}: {how}")
-        if run_dir is None:
-            if setup.plugin:
-                from bench.submit import smoke_test
-                smoke_test(cfg, data.train.images)
-            run_benchmark(cfg, benchmark, results_dir=results_dir, runs_dir=runs_dir, recipe=setup.recipe,
-                          data=data, progress=progress, cache_dir=cache_dir)
-            continue
-        if not (run_dir / "encoder.pt").exists():
-            train_run(None, benchmark, runs_dir=runs_dir, data=data, results_dir=results_dir, progress=progress,
-                      cache_dir=cache_dir, resume=run_dir)
-        probe_run(run_dir, benchmark, results_dir=results_dir, data=data, cache_dir=cache_dir)
-    return len(todo)
+        name = f"{setup.label} seed {seed}"
+        log(f"[{i}/{len(todo)}] {name}: " + ("new run" if run_dir is None else f"continuing {run_dir}"))
+        try:
+            _produce(setup, cfg, run_dir, benchmark, data, results_dir=results_dir, runs_dir=runs_dir,
+                     progress=progress, cache_dir=cache_dir)
+        except (TrainingError, PluginError) as e:
+            log(f"[{i}/{len(todo)}] {name} failed: {e}")
+            failed.append(name)
+    return len(todo) - len(failed), failed
+
+
+def _produce(setup: Setup, cfg: TrainConfig, run_dir: Path | None, benchmark: Benchmark, data, **kw) -> None:
+    from bench.runner import probe_run, run_benchmark, train_run
+    common = dict(results_dir=kw["results_dir"], data=data, cache_dir=kw["cache_dir"])
+    if run_dir is None:
+        if setup.plugin:
+            from bench.submit import smoke_test
+            smoke_test(cfg, data.train.images)
+        run_benchmark(cfg, benchmark, runs_dir=kw["runs_dir"], recipe=setup.recipe, progress=kw["progress"], **common)
+        return
+    if not (run_dir / "encoder.pt").exists():
+        train_run(None, benchmark, runs_dir=kw["runs_dir"], progress=kw["progress"], resume=run_dir, **common)
+    probe_run(run_dir, benchmark, **common)
