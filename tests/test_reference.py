@@ -73,5 +73,20 @@ def test_reference_dry_run_lists_the_missing_runs_of_the_committed_results(capsy
 
 
 def test_a_benchmark_without_reference_setups_is_a_clear_error():
-    with pytest.raises(ConfigError, match="no reference setups for 'imagenette-mini-v1'"):
-        missing_runs(get_benchmark("imagenette-mini-v1"), [0])
+    with pytest.raises(ConfigError, match="no reference setups for .imagewoof-v1"):
+        missing_runs(get_benchmark("imagewoof-v1"), [0])
+
+
+def test_bench_reference_records_and_writes_the_leaderboard(tmp_path, monkeypatch):
+    """The CLI end to end on the embedded imagenette-mini-v1 with one cheap setup (a random-init encoder)."""
+    monkeypatch.setitem(reference.REFERENCE, "imagenette-mini-v1",
+                        [Setup("random", overrides={"backbone_kwargs": {"stem": "imagenet"}})])
+    dirs = ["--results", str(tmp_path / "results"), "--leaderboards", str(tmp_path / "lb"),
+            "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["reference", "imagenette-mini-v1", "--seeds", "1", *dirs]) == 0
+    assert len(load_records(tmp_path / "results", "imagenette-mini-v1")) == 1
+    md = (tmp_path / "lb" / "imagenette-mini-v1" / "leaderboard.md").read_text()
+    assert "| random | resnet18 | random |" in md
+    assert {p.suffix for p in (tmp_path / "lb" / "imagenette-mini-v1").iterdir()} >= {".md", ".csv", ".tex", ".html"}
+    assert main(["reference", "imagenette-mini-v1", "--seeds", "1", *dirs]) == 0  # nothing missing: no new record
+    assert len(load_records(tmp_path / "results", "imagenette-mini-v1")) == 1
