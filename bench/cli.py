@@ -236,7 +236,8 @@ def cmd_reference(args) -> int:
     from bench.reference import missing_runs, run_missing
     bench = get_benchmark(args.benchmark)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    todo = missing_runs(bench, seeds, args.results)
+    only = [o.strip() for o in args.only.split(",") if o.strip()] if args.only else None
+    todo = missing_runs(bench, seeds, args.results, only)
     for setup, seed, _ in todo:
         print(f"missing: {setup.label} seed {seed}")
     if not todo:
@@ -244,7 +245,8 @@ def cmd_reference(args) -> int:
     if args.dry_run or not todo:
         return 0
     done, failed = run_missing(bench, seeds, results_dir=args.results, runs_dir=args.runs_dir,
-                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
+                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir,
+                               only=only)
     if done:
         check_records(bench, load_records(args.results, bench.id))  # as bench submit: spec and data must match
         write_leaderboard(bench.id, args.results, args.leaderboards, formats=FORMATS, headline=bench.headline)
@@ -433,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="number of seeds per setup")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1")
     p.add_argument("--dry-run", action="store_true", help="only list the missing (setup, seed) runs")
+    p.add_argument("--only", default=None, metavar="A,B", help="only these setups (labels as --dry-run prints "
+                   "them), run in this order")
     _add_batch_opts(p)
     p.set_defaults(func=cmd_reference)
 

@@ -62,20 +62,31 @@ def _seedless(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "seed"}
 
 
-def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results"
-                 ) -> list[tuple[Setup, int, TrainConfig]]:
-    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order."""
+def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results",
+                 only: list[str] | None = None) -> list[tuple[Setup, int, TrainConfig]]:
+    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order;
+    ``only``: setup labels to consider (the order given there is the order they run in)."""
     records = [r for r in load_records(results_dir, benchmark.id) if r.status in ("ok", "collapsed")] \
         if (Path(results_dir) / benchmark.id).is_dir() else []
     done = {(recipe_label(r.recipe), r.seed, json.dumps(_seedless(r.config), sort_keys=True)) for r in records}
     out = []
-    for setup in reference_setups(benchmark.id):
+    for setup in _select(reference_setups(benchmark.id), only):
         for seed in seeds:
             cfg = setup.config(benchmark, seed)
             key = (recipe_label(setup.recipe), seed, json.dumps(_seedless(cfg.model_dump(mode="json")), sort_keys=True))
             if key not in done:
                 out.append((setup, seed, cfg))
     return out
+
+
+def _select(setups: list[Setup], only: list[str] | None) -> list[Setup]:
+    if not only:
+        return setups
+    by_label = {s.label: s for s in setups}
+    unknown = [o for o in only if o not in by_label]
+    if unknown:
+        raise ConfigError(f"no reference setup {', '.join(map(repr, unknown))} (setups: {', '.join(by_label)})")
+    return [by_label[o] for o in only]
 
 
 def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, runs_dir: str | Path = "runs"
@@ -96,12 +107,12 @@ def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, 
 
 def run_missing(benchmark: Benchmark, seeds: list[int], *, results_dir: str | Path = "results",
                 runs_dir: str | Path = "runs", progress: bool = True, data_root: str | None = None,
-                cache_dir: str | None = None, log=print) -> tuple[int, list[str]]:
+                cache_dir: str | None = None, only: list[str] | None = None, log=print) -> tuple[int, list[str]]:
     """Train / resume / probe every missing reference run, one after another. A run that fails (NaN loss,
     a broken plugin: its failed record is written) does not stop the others; an interruption (SIGTERM,
     Ctrl-C) does. Returns (runs recorded, names of the failed runs)."""
     from bench.runner import load_benchmark_data
-    todo = missing_runs(benchmark, seeds, results_dir)
+    todo = missing_runs(benchmark, seeds, results_dir, only)
     if not todo:
         return 0, []
     data = load_benchmark_data(benchmark, data_root, cache_dir)

@@ -72,6 +72,15 @@ def test_reference_dry_run_lists_the_missing_runs_of_the_committed_results(capsy
     assert missing <= {f"{s.label} seed 0" for s in reference.REFERENCE["imagenette64-v1"]}
 
 
+def test_only_picks_and_orders_setups_and_names_unknown_ones(capsys):
+    argv = ["reference", "imagenette64-v1", "--first-seed", "7", "--seeds", "1", "--only", "random_vit,simclr"]
+    assert main([*argv, "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("missing: ")]
+    assert lines == ["missing: random_vit seed 7", "missing: simclr seed 7"]  # only these two, in the order asked
+    assert main(["reference", "imagenette64-v1", "--only", "simclrr", "--dry-run"]) == 2
+    assert "no reference setup 'simclrr'" in capsys.readouterr().err
+
+
 def test_a_benchmark_without_reference_setups_is_a_clear_error():
     with pytest.raises(ConfigError, match="no reference setups for .imagewoof-v1"):
         missing_runs(get_benchmark("imagewoof-v1"), [0])
