@@ -109,7 +109,7 @@ class VideoBackbone(Backbone):
         grid = self.grid(x)
         z = self.tubelet_embed(x.transpose(1, 2)).flatten(2).transpose(1, 2)  # (B, t*h*w, D)
         z = z + sincos_pos_embed(self.embed_dim, grid).to(z)
-        return self._encode(z, 0, keep)
+        return self._encode(z, 0, keep, prefix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x).mean(1)

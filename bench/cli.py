@@ -230,9 +230,6 @@ def cmd_submit(args) -> int:
 
 def cmd_reference(args) -> int:
     from bench.benchmarks import get_benchmark
-    from bench.leaderboard import FORMATS, write_leaderboard
-    from bench.benchmarks import check_records
-    from bench.records import load_records
     from bench.reference import missing_runs, run_missing
     bench = get_benchmark(args.benchmark)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -244,12 +241,11 @@ def cmd_reference(args) -> int:
         print(f"{bench.id}: every reference setup has records for seeds {seeds}")
     if args.dry_run or not todo:
         return 0
-    done, failed = run_missing(bench, seeds, results_dir=args.results, runs_dir=args.runs_dir,
-                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir,
-                               only=only)
+    done, failed = run_missing(bench, todo, results_dir=args.results, runs_dir=args.runs_dir,
+                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
     if done:
-        check_records(bench, load_records(args.results, bench.id))  # as bench submit: spec and data must match
-        write_leaderboard(bench.id, args.results, args.leaderboards, formats=FORMATS, headline=bench.headline)
+        from bench.leaderboard import FORMATS
+        _publish_leaderboard(bench.id, bench.headline, args.results, args.leaderboards, FORMATS)
         _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     if failed:
         raise TrainingError(f"{len(failed)} reference run(s) failed ({', '.join(failed)}); {done} recorded")

@@ -17,7 +17,7 @@ from typing import Any
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, make_config, recipe_label
 from bench.errors import ConfigError, PluginError, TrainingError
-from bench.records import load_records
+from bench.records import config_hash, load_records
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,10 @@ def reference_setups(benchmark_id: str) -> list[Setup]:
     return REFERENCE[benchmark_id]
 
 
-def _seedless(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "seed"}
+def _setup_key(recipe: str | None, seed: int, config: dict) -> tuple:
+    """What makes two runs the same reference run: recipe, seed and the rest of the config (hashed as the
+    leaderboard groups seeds)."""
+    return recipe_label(recipe), seed, config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
 def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results",
@@ -68,13 +70,12 @@ def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path
     ``only``: setup labels to consider (the order given there is the order they run in)."""
     records = [r for r in load_records(results_dir, benchmark.id) if r.status in ("ok", "collapsed")] \
         if (Path(results_dir) / benchmark.id).is_dir() else []
-    done = {(recipe_label(r.recipe), r.seed, json.dumps(_seedless(r.config), sort_keys=True)) for r in records}
+    done = {_setup_key(r.recipe, r.seed, r.config) for r in records}
     out = []
     for setup in _select(reference_setups(benchmark.id), only):
         for seed in seeds:
             cfg = setup.config(benchmark, seed)
-            key = (recipe_label(setup.recipe), seed, json.dumps(_seedless(cfg.model_dump(mode="json")), sort_keys=True))
-            if key not in done:
+            if _setup_key(setup.recipe, seed, cfg.model_dump(mode="json")) not in done:
                 out.append((setup, seed, cfg))
     return out
 
@@ -99,20 +100,19 @@ def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, 
             info = json.loads((run_dir / "run.json").read_text())
         except (OSError, ValueError):
             continue
-        if info.get("config") == want and recipe_label(info.get("recipe")) == recipe_label(recipe) and ((run_dir / "encoder.pt").exists()
-                                            or (run_dir / "checkpoints" / "last.ckpt").exists()):
+        same = info.get("config") == want and recipe_label(info.get("recipe")) == recipe_label(recipe)
+        if same and ((run_dir / "encoder.pt").exists() or (run_dir / "checkpoints" / "last.ckpt").exists()):
             return run_dir
     return None
 
 
-def run_missing(benchmark: Benchmark, seeds: list[int], *, results_dir: str | Path = "results",
-                runs_dir: str | Path = "runs", progress: bool = True, data_root: str | None = None,
-                cache_dir: str | None = None, only: list[str] | None = None, log=print) -> tuple[int, list[str]]:
-    """Train / resume / probe every missing reference run, one after another. A run that fails (NaN loss,
-    a broken plugin: its failed record is written) does not stop the others; an interruption (SIGTERM,
-    Ctrl-C) does. Returns (runs recorded, names of the failed runs)."""
+def run_missing(benchmark: Benchmark, todo: list[tuple[Setup, int, TrainConfig]], *,
+                results_dir: str | Path = "results", runs_dir: str | Path = "runs", progress: bool = True,
+                data_root: str | None = None, cache_dir: str | None = None, log=print) -> tuple[int, list[str]]:
+    """Train / resume / probe the ``todo`` runs of :func:`missing_runs`, one after another. A run that fails
+    (NaN loss, a broken plugin: its failed record is written) does not stop the others; an interruption
+    (SIGTERM, Ctrl-C) does. Returns (runs recorded, names of the failed runs)."""
     from bench.runner import load_benchmark_data
-    todo = missing_runs(benchmark, seeds, results_dir, only)
     if not todo:
         return 0, []
     data = load_benchmark_data(benchmark, data_root, cache_dir)
@@ -130,15 +130,17 @@ def run_missing(benchmark: Benchmark, seeds: list[int], *, results_dir: str | Pa
     return len(todo) - len(failed), failed
 
 
-def _produce(setup: Setup, cfg: TrainConfig, run_dir: Path | None, benchmark: Benchmark, data, **kw) -> None:
+def _produce(setup: Setup, cfg: TrainConfig, run_dir: Path | None, benchmark: Benchmark, data, *,
+             results_dir: str | Path, runs_dir: str | Path, progress: bool, cache_dir: str | None) -> None:
+    """A new run (plugins smoke-tested first), or an interrupted one continued and probed."""
     from bench.runner import probe_run, run_benchmark, train_run
-    common = dict(results_dir=kw["results_dir"], data=data, cache_dir=kw["cache_dir"])
+    common = dict(results_dir=results_dir, data=data, cache_dir=cache_dir)
     if run_dir is None:
         if setup.plugin:
             from bench.submit import smoke_test
             smoke_test(cfg, data.train.images)
-        run_benchmark(cfg, benchmark, runs_dir=kw["runs_dir"], recipe=setup.recipe, progress=kw["progress"], **common)
+        run_benchmark(cfg, benchmark, runs_dir=runs_dir, recipe=setup.recipe, progress=progress, **common)
         return
     if not (run_dir / "encoder.pt").exists():
-        train_run(None, benchmark, runs_dir=kw["runs_dir"], progress=kw["progress"], resume=run_dir, **common)
+        train_run(None, benchmark, runs_dir=runs_dir, progress=progress, resume=run_dir, **common)
     probe_run(run_dir, benchmark, **common)

@@ -32,13 +32,14 @@ def test_reference_runs_are_produced_once_and_an_interrupted_run_is_continued(tm
     trained = train_run(simclr.config(bench, 0), bench, runs_dir=kw["runs_dir"], recipe="simclr", progress=False,
                         cache_dir=kw["cache_dir"])
     log = []
-    assert run_missing(bench, [0], log=log.append, **kw) == (2, [])
+    assert run_missing(bench, missing_runs(bench, [0], kw["results_dir"]), log=log.append, **kw) == (2, [])
     assert log[0].endswith("random seed 0: new run") and log[1].endswith(f"simclr seed 0: continuing {trained}")
     records = load_records(kw["results_dir"], bench.id)
     assert sorted((r.recipe, r.seed) for r in records) == [("random", 0), ("simclr", 0)]
     assert next(r for r in records if r.recipe == "simclr").run_id == trained.name  # probed, not retrained
     assert missing_runs(bench, [0], kw["results_dir"]) == []
-    assert run_missing(bench, [0], log=log.append, **kw) == (0, []) and len(log) == 2  # nothing left to do
+    todo = missing_runs(bench, [0], kw["results_dir"])
+    assert run_missing(bench, todo, log=log.append, **kw) == (0, []) and len(log) == 2  # nothing left to do
     # another seed, or the same recipe with another config, is still missing
     assert [(s.label, seed) for s, seed, _ in missing_runs(bench, [0, 1], kw["results_dir"])] == [("random", 1), ("simclr", 1)]
     reference.REFERENCE[bench.id] = [Setup("simclr", overrides={**TINY, "lr": 0.1})]
@@ -57,8 +58,8 @@ def test_a_failing_reference_run_does_not_stop_the_others(tmp_path, tiny_referen
         return real(cfg, *a, **k)
     monkeypatch.setattr(runner, "run_benchmark", nan_for_random)
     log = []
-    done, failed = run_missing(bench, [0], results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
-                               cache_dir=tmp_path / "cache", progress=False, log=log.append)
+    done, failed = run_missing(bench, missing_runs(bench, [0], tmp_path / "results"), results_dir=tmp_path / "results",
+                               runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False, log=log.append)
     assert (done, failed) == (1, ["random seed 0"]) and "random seed 0 failed: loss is nan at step 3" in log[1]
     assert [r.recipe for r in load_records(tmp_path / "results", bench.id)] == ["simclr"]
 
