@@ -45,20 +45,31 @@ class Backbone(nn.Module):
     def is_vit(self) -> bool:
         return hasattr(self.model, "patch_embed")
 
-    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None, prefix: bool = False) -> torch.Tensor:
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None, prefix: bool = False,
+               mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
         """Patch tokens (B, N, D) after the final norm; ``keep`` (B, K) indices keeps K tokens
-        (the others never enter the transformer: I-JEPA context encoding); ``prefix=True`` also
-        returns the prefix tokens ([CLS], registers) first: every output token, which is what the
-        attentive probe reads. For a CNN the tokens are the cells of the last feature map
-        (B, h*w, C) and ``keep`` is not supported."""
+        (the others never enter the transformer: I-JEPA context encoding); ``mask`` (B, N) bool
+        replaces those patch embeddings by ``mask_token`` (D,) before the position embedding is
+        added (iBOT / BEiT masked-image modelling); ``prefix=True`` also returns the prefix tokens
+        ([CLS], registers) first: every output token, which is what the attentive probe reads.
+        For a CNN the tokens are the cells of the last feature map (B, h*w, C); ``keep`` and
+        ``mask`` are not supported."""
         m = self.model
         if not self.is_vit:
-            if keep is not None:
-                raise TypeError(f"backbone {self.name!r} is not a ViT: it cannot drop tokens (keep=...)")
+            if keep is not None or mask is not None:
+                raise TypeError(f"backbone {self.name!r} is not a ViT: it cannot drop or mask tokens")
             return m.forward_features(x).flatten(2).transpose(1, 2)
         x = m.patch_embed(x)
+        if mask is not None:
+            # (B, h, w, D) with timm's dynamic image size, else (B, N, D)
+            x = torch.where(mask.reshape(*x.shape[:-1], 1), mask_token.to(x.dtype), x)
         x = m._pos_embed(x)  # adds pos-embed, prepends prefix tokens if any
         return self._encode(x, m.num_prefix_tokens, keep, prefix)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens(x, prefix=True)`` -> the pooled feature ``forward(x)`` returns ([CLS] or mean, then
+        timm's fc_norm): one encoder pass gives both the global feature and the patch tokens."""
+        return self.model.forward_head(tokens, pre_logits=True)
 
     def _encode(self, x: torch.Tensor, n_prefix: int, keep: torch.Tensor | None, prefix: bool = False) -> torch.Tensor:
         """Embedded tokens (B, n_prefix + N, D) -> the transformer's patch tokens, keeping only ``keep``."""

@@ -252,8 +252,9 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
 
 def write_leaderboard(benchmark_id: str, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
                       formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1",
-                      standalone: bool = False) -> list[Path]:
-    """Build the leaderboard from ``results_dir`` and write ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
-    records = load_records(results_dir, benchmark_id)
+                      standalone: bool = False, records: list | None = None) -> list[Path]:
+    """Build the leaderboard from ``results_dir`` (or the already-loaded ``records`` of it) and write
+    ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
+    records = load_records(results_dir, benchmark_id) if records is None else records
     df = build_leaderboard(records, benchmark_id, headline=headline)
     return save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone)

@@ -82,6 +82,8 @@ def submit(cfg: TrainConfig, benchmark: Benchmark, seeds: list[int], *, results_
     records = [run_benchmark(cfg.model_copy(update={"seed": s}), benchmark, results_dir=results_dir,
                              runs_dir=runs_dir, recipe=recipe, data=data, progress=progress, cache_dir=cache_dir)
                for s in seeds]
-    check_records(benchmark, load_records(results_dir, benchmark.id))
-    write_leaderboard(benchmark.id, results_dir, leaderboards_dir, formats=FORMATS, headline=benchmark.headline)
+    every = load_records(results_dir, benchmark.id)  # read once: checked, then aggregated
+    check_records(benchmark, every)
+    write_leaderboard(benchmark.id, results_dir, leaderboards_dir, formats=FORMATS, headline=benchmark.headline,
+                      records=every)
     return records

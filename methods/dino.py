@@ -3,6 +3,13 @@
 A student sees all crops (2 global + N local), an EMA teacher only the global ones; the student
 matches the teacher's centred, sharpened distribution over K prototypes on every pair of
 *different* views. Teacher temperature warms up; the centre is an EMA of teacher batch means.
+
+``patch_loss_weight > 0`` adds iBOT's masked-patch self-distillation (Zhou et al., 2022; also in
+DINOv2): with probability ``mask_prob`` a global view has a fraction ~U(``mask_ratio``) of its patch
+embeddings replaced by a learned mask token for the student; at every masked patch the student's
+patch-head distribution matches the teacher's (which saw the whole view) - same view, own centre.
+It trains the patch tokens themselves, which the [CLS]/pooled objective alone leaves unconstrained
+(or averages together), and those tokens are what the attentive probe reads.
 """
 
 from __future__ import annotations
@@ -16,6 +23,26 @@ from bench.augment import ViewSpec
 from methods import register
 from methods.base import Method
 from methods.ema import EMATeacher
+
+
+def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
+                            center: torch.Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+    """iBOT's masked-patch term for one view: logits (B, N, K), mask (B, N) bool. Per image, the mean over
+    its masked patches of  - sum_k q[k] log p[k]  (q from the centred, sharpened teacher); images without a
+    masked patch count as 0; then the mean over the batch."""
+    q = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1).detach()
+    ce = -(q * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(-1)   # (B, N)
+    m = mask.float()
+    return ((ce * m).sum(1) / m.sum(1).clamp(min=1.0)).mean()
+
+
+def random_patch_mask(batch: int, n: int, prob: float, ratio: tuple[float, float], device=None) -> torch.Tensor:
+    """(batch, n) bool: each image is masked with probability ``prob``; a masked image hides round(r * n)
+    random patches, r ~ U(ratio) (iBOT's 'rand' mask; one vectorised draw for the batch)."""
+    r = torch.empty(batch, 1, device=device).uniform_(*ratio)
+    k = (r * n).round() * (torch.rand(batch, 1, device=device) < prob)
+    ranks = torch.rand(batch, n, device=device).argsort(1).argsort(1)  # a random permutation rank per patch
+    return ranks < k
 
 
 def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor], center: torch.Tensor,
@@ -74,7 +101,8 @@ class DINO(Method):
     def __init__(self, backbone, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996,
-                 local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True):
+                 local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True,
+                 patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5)):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -86,6 +114,15 @@ class DINO(Method):
         self.register_buffer("progress", torch.zeros(()))  # fraction of training done (for schedules)
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp = student_temp, teacher_temp, warmup_teacher_temp
         self.warmup_teacher_frac, self.center_momentum = warmup_teacher_frac, center_momentum
+        self.patch_loss_weight, self.mask_prob, self.mask_ratio = patch_loss_weight, mask_prob, tuple(mask_ratio)
+        if patch_loss_weight > 0:
+            if not getattr(backbone, "is_vit", False):
+                raise TypeError("patch_loss_weight > 0 (iBOT masked patches) needs a ViT backbone")
+            self.mask_token = nn.Parameter(torch.zeros(backbone.embed_dim))
+            self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
+                                       norm_last_layer=norm_last_layer)
+            self.patch_teacher = EMATeacher(self.patch_head, ema)
+            self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
 
     def current_teacher_temp(self) -> float:
         """Linear warm-up from warmup_teacher_temp to teacher_temp over the first warmup_teacher_frac of training."""
@@ -94,22 +131,60 @@ class DINO(Method):
 
     def training_loss(self, views):
         n_global, b = 2, len(views[0])
-        teacher_out = self.teacher(torch.cat(views[:n_global])).chunk(n_global)
+        globals_ = torch.cat(views[:n_global])
+        if self.patch_loss_weight > 0:
+            return self._loss_with_patches(views, globals_)
+        teacher_out = self.teacher(globals_).chunk(n_global)
         # student: one backbone pass per resolution
-        feats_global = self.backbone(torch.cat(views[:n_global]))
-        feats = [feats_global] + ([self.backbone(torch.cat(views[n_global:]))] if len(views) > n_global else [])
-        student_out = self.head(torch.cat(feats)).split(b)
-        loss = dino_loss(list(student_out), list(teacher_out), self.center, self.student_temp,
-                         self.current_teacher_temp())
-        with torch.no_grad():
-            # the mean over the global batch (all-reduced under DDP: every rank keeps the same centre)
-            batch_center = distributed.all_reduce_mean(torch.cat(teacher_out).float().mean(0, keepdim=True))
-            self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+        feats_global = self.backbone(globals_)
+        student_out = self._student_heads(views, feats_global)
+        loss = dino_loss(student_out, list(teacher_out), self.center, self.student_temp, self.current_teacher_temp())
+        self._update_center(self.center, torch.cat(teacher_out))
         return {"loss": loss, "teacher_temp": torch.tensor(self.current_teacher_temp()),
                 "embedding": feats_global[:b].detach()}
 
+    def _student_heads(self, views, feats_global: torch.Tensor) -> list[torch.Tensor]:
+        """The student head's logits for every view: the global features given, the local crops encoded here."""
+        feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
+        return list(self.head(torch.cat(feats)).split(len(views[0])))
+
+    def _loss_with_patches(self, views, globals_: torch.Tensor):
+        bb, tbb, n_prefix = self.backbone, self.teacher.module[0], self.backbone.model.num_prefix_tokens
+        with torch.no_grad():
+            t_tokens = tbb.tokens(globals_, prefix=True)
+            teacher_out = self.teacher.module[1](tbb.pool(t_tokens))
+            teacher_patch = self._per_patch(self.patch_teacher.module, t_tokens[:, n_prefix:])  # (2B, N, K)
+        mask = random_patch_mask(len(globals_), t_tokens.shape[1] - n_prefix, self.mask_prob, self.mask_ratio,
+                                 globals_.device)
+        s_tokens = bb.tokens(globals_, prefix=True, mask=mask, mask_token=self.mask_token)
+        feats_global = bb.pool(s_tokens)
+        student_out = self._student_heads(views, feats_global)
+        tt = self.current_teacher_temp()
+        cls_loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
+        patch_loss = patch_distillation_loss(self._per_patch(self.patch_head, s_tokens[:, n_prefix:]), teacher_patch, mask,
+                                             self.patch_center, self.student_temp, tt)
+        self._update_center(self.center, teacher_out)
+        self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
+        return {"loss": cls_loss + self.patch_loss_weight * patch_loss, "cls_loss": cls_loss.detach(),
+                "patch_loss": patch_loss.detach(), "masked_frac": mask.float().mean(),
+                "teacher_temp": torch.tensor(tt), "embedding": feats_global[:len(views[0])].detach()}
+
+    @staticmethod
+    def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """A head applied to every token (B, N, D) -> (B, N, K) (rows flattened for the head's BatchNorm)."""
+        return head(tokens.flatten(0, 1)).unflatten(0, tokens.shape[:2])
+
+    @torch.no_grad()
+    def _update_center(self, center: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+        """centre <- m * centre + (1 - m) * mean of the teacher logits over the global batch (all-reduced under
+        DDP: every rank keeps the same centre)."""
+        batch_center = distributed.all_reduce_mean(teacher_logits.float().mean(0, keepdim=True))
+        center.mul_(self.center_momentum).add_(batch_center.view_as(center), alpha=1 - self.center_momentum)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)
+        if self.patch_loss_weight > 0:
+            self.patch_teacher.update(self.patch_head, step, total_steps)
         self.progress.fill_(step / max(1, total_steps))
 
     @property

@@ -89,3 +89,81 @@ def test_dino_runs_on_a_resnet_with_a_chosen_number_of_local_crops():
     assert m.backbone.model.conv1.weight.grad is not None
     with pytest.raises(TypeError, match="local_crops"):
         DINO(create_backbone("resnet18", 32), local_crops=-1)
+
+
+def test_patch_distillation_loss_matches_reference():
+    """iBOT's masked-patch term: per image, the mean over its masked patches of the centred/sharpened
+    cross-entropy; unmasked images count 0; mean over the batch."""
+    from methods.dino import patch_distillation_loss
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    center = torch.randn(1, 1, 5, generator=g, dtype=torch.float64) * 0.1
+    mask = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    per_image = []
+    for b in range(3):
+        ces = []
+        for n in range(4):
+            if not mask[b, n]:
+                continue
+            q = [math.exp((t[b, n, k] - center[0, 0, k]) / 0.04) for k in range(5)]
+            e = [math.exp(s[b, n, k] / 0.1) for k in range(5)]
+            ces.append(-sum(q[k] / sum(q) * math.log(e[k] / sum(e)) for k in range(5)))
+        per_image.append(sum(ces) / len(ces) if ces else 0.0)
+    ref = sum(per_image) / 3
+    assert patch_distillation_loss(s, t, mask, center, 0.1, 0.04).item() == pytest.approx(ref, rel=1e-6)
+
+
+def test_random_patch_mask_counts():
+    from methods.dino import random_patch_mask
+    torch.manual_seed(0)
+    m = random_patch_mask(2000, 64, prob=0.5, ratio=(0.1, 0.5))
+    counts = m.sum(1)
+    masked = counts > 0
+    assert 0.45 < masked.float().mean() < 0.55                       # about half the images are masked
+    assert counts[masked].min() >= round(0.1 * 64) and counts.max() <= round(0.5 * 64)
+    assert not random_patch_mask(8, 64, prob=0.0, ratio=(0.1, 0.5)).any()
+
+
+def test_backbone_mask_token_replaces_only_masked_patches():
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    bb = create_backbone("vit_tiny", 32, patch_size=8, class_token=True, global_pool="token").eval()
+    x = torch.randn(2, 3, 32, 32)
+    full = bb.tokens(x, prefix=True)
+    assert torch.allclose(bb.pool(full), bb(x), atol=1e-6)                 # one pass gives pooled + tokens
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, 5] = True
+    token = torch.zeros(bb.embed_dim)
+    emb = bb.model.patch_embed(x).flatten(1, 2)
+    assert not torch.allclose(emb[0, 5], token)
+    masked = bb.tokens(x, prefix=True, mask=mask, mask_token=token)
+    assert torch.equal(masked[1], full[1])                                 # an unmasked image is untouched
+    assert not torch.allclose(masked[0], full[0])
+    with pytest.raises(TypeError, match="not a ViT"):
+        create_backbone("resnet18", 32).tokens(x, mask=mask, mask_token=token)
+
+
+def test_dino_patch_loss_trains_mask_token_and_patch_head_only_on_the_student():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8, class_token=True, global_pool="token"), out_dim=128,
+             hidden_dim=64, head_bn=True, local_crops=1, patch_loss_weight=1.0, mask_prob=1.0, mask_ratio=(0.25, 0.25))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    assert out["masked_frac"].item() == pytest.approx(0.25)
+    # ~uniform prototypes at init: each term is about log K
+    assert out["cls_loss"].item() == pytest.approx(math.log(128), rel=0.15)
+    assert out["patch_loss"].item() == pytest.approx(math.log(128), rel=0.15)
+    assert out["loss"].item() == pytest.approx(out["cls_loss"].item() + out["patch_loss"].item(), rel=1e-6)
+    out["loss"].backward()
+    assert m.mask_token.grad.abs().sum() > 0 and m.patch_head.mlp[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in [*m.teacher.parameters(), *m.patch_teacher.parameters()])
+    assert m.patch_center.abs().sum() > 0
+    before = m.patch_teacher.module.mlp[0].weight.clone()
+    with torch.no_grad():
+        m.patch_head.mlp[0].weight.add_(1.0)
+    m.on_step_end(0, 10)
+    assert not torch.equal(before, m.patch_teacher.module.mlp[0].weight)
+    with pytest.raises(TypeError, match="ViT"):
+        DINO(create_backbone("resnet18", 32), patch_loss_weight=1.0)
