@@ -56,6 +56,15 @@ document.querySelectorAll("table.lb").forEach(table => {
 """
 
 
+def point_labels(df: pd.DataFrame) -> pd.Series:
+    """'method (backbone)' per row, extended by the recipe and then the config where that is ambiguous."""
+    labels = df["method"].astype(str) + " (" + df["backbone"].astype(str)
+    for extra in ("recipe", "config"):
+        dup = labels.duplicated(keep=False)
+        labels = labels.where(~dup, labels + ", " + df[extra].astype(str))
+    return labels + ")"
+
+
 def plot_svg(df: pd.DataFrame, headline: str | None = None) -> str:
     """Headline mean (y) vs images seen and vs wall time (x), one labelled point per row, as an inline
     ``<svg>`` string (matplotlib, text kept as text, no date stamp so the page is reproducible)."""
@@ -66,15 +75,16 @@ def plot_svg(df: pd.DataFrame, headline: str | None = None) -> str:
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     xs = [("images_seen", 1e6, "images seen (millions)"), ("wall_time_s", 60.0, "wall time (min, train + probe)")]
+    names = point_labels(df)
     for ax, (col, scale, label) in zip(axes, xs):
-        for _, r in df.iterrows():
+        for i, r in df.iterrows():
             x, y = r[col] / scale, r[f"{headline}_mean"]
             if pd.isna(x) or pd.isna(y):
                 continue
             err = r[f"{headline}_ci95"]
             marker = "x" if str(r["status"]).startswith("collapsed") else "o"
             ax.errorbar([x], [y], yerr=None if pd.isna(err) else [err], fmt=marker, ms=7, capsize=3)
-            ax.annotate(f"{r['method']} ({r['backbone']})", (x, y), textcoords="offset points", xytext=(6, 5),
+            ax.annotate(names[i], (x, y), textcoords="offset points", xytext=(6, 5),
                         fontsize=9)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)

@@ -309,3 +309,13 @@ def test_screenshot_script_says_when_chromium_is_missing(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit) as e:
         shot.main([str(tmp_path / "p.html"), str(tmp_path / "p.png")])
     assert e.value.code == 2 and "no Chromium found" in capsys.readouterr().err
+
+
+def test_plot_labels_name_recipe_then_config_only_where_ambiguous():
+    from bench.leaderboard_html import point_labels
+    df = pd.DataFrame({"method": ["random", "random", "ijepa", "ijepa", "simclr"],
+                       "backbone": ["vit_tiny", "vit_tiny", "vit_tiny", "vit_tiny", "resnet18"],
+                       "recipe": ["random_vit", "random_vit_cls", "ijepa", "ijepa", "simclr"],
+                       "config": ["a", "b", "c", "d", "e"]})
+    assert list(point_labels(df)) == ["random (vit_tiny, random_vit)", "random (vit_tiny, random_vit_cls)",
+                                      "ijepa (vit_tiny, ijepa, c)", "ijepa (vit_tiny, ijepa, d)", "simclr (resnet18)"]
