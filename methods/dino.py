@@ -130,44 +130,37 @@ class DINO(Method):
         return self.warmup_teacher_temp + w * (self.teacher_temp - self.warmup_teacher_temp)
 
     def training_loss(self, views):
-        n_global, b = 2, len(views[0])
-        globals_ = torch.cat(views[:n_global])
-        if self.patch_loss_weight > 0:
-            return self._loss_with_patches(views, globals_)
-        teacher_out = self.teacher(globals_).chunk(n_global)
-        # student: one backbone pass per resolution
-        feats_global = self.backbone(globals_)
-        student_out = self._student_heads(views, feats_global)
-        loss = dino_loss(student_out, list(teacher_out), self.center, self.student_temp, self.current_teacher_temp())
-        self._update_center(self.center, torch.cat(teacher_out))
-        return {"loss": loss, "teacher_temp": torch.tensor(self.current_teacher_temp()),
-                "embedding": feats_global[:b].detach()}
-
-    def _student_heads(self, views, feats_global: torch.Tensor) -> list[torch.Tensor]:
-        """The student head's logits for every view: the global features given, the local crops encoded here."""
-        feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
-        return list(self.head(torch.cat(feats)).split(len(views[0])))
-
-    def _loss_with_patches(self, views, globals_: torch.Tensor):
-        bb, tbb, n_prefix = self.backbone, self.teacher.module[0], self.backbone.model.num_prefix_tokens
+        b, globals_ = len(views[0]), torch.cat(views[:2])
+        patches, tt = self.patch_loss_weight > 0, self.current_teacher_temp()
         with torch.no_grad():
-            t_tokens = tbb.tokens(globals_, prefix=True)
-            teacher_out = self.teacher.module[1](tbb.pool(t_tokens))
-            teacher_patch = self._per_patch(self.patch_teacher.module, t_tokens[:, n_prefix:])  # (2B, N, K)
-        mask = random_patch_mask(len(globals_), t_tokens.shape[1] - n_prefix, self.mask_prob, self.mask_ratio,
-                                 globals_.device)
-        s_tokens = bb.tokens(globals_, prefix=True, mask=mask, mask_token=self.mask_token)
-        feats_global = bb.pool(s_tokens)
-        student_out = self._student_heads(views, feats_global)
-        tt = self.current_teacher_temp()
-        cls_loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
-        patch_loss = patch_distillation_loss(self._per_patch(self.patch_head, s_tokens[:, n_prefix:]), teacher_patch, mask,
-                                             self.patch_center, self.student_temp, tt)
+            t_feats, t_patches = self._encode(self.teacher.module[0], globals_, patches)
+            teacher_out = self.teacher.module[1](t_feats)
+        mask = random_patch_mask(len(globals_), t_patches.shape[1], self.mask_prob, self.mask_ratio,
+                                 globals_.device) if patches else None
+        # student: one backbone pass per resolution
+        feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask)
+        feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
+        student_out = list(self.head(torch.cat(feats)).split(b))
+        loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
         self._update_center(self.center, teacher_out)
-        self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
-        return {"loss": cls_loss + self.patch_loss_weight * patch_loss, "cls_loss": cls_loss.detach(),
-                "patch_loss": patch_loss.detach(), "masked_frac": mask.float().mean(),
-                "teacher_temp": torch.tensor(tt), "embedding": feats_global[:len(views[0])].detach()}
+        out = {"loss": loss, "teacher_temp": torch.tensor(tt), "embedding": feats_global[:b].detach()}
+        if patches:
+            with torch.no_grad():
+                teacher_patch = self._per_patch(self.patch_teacher.module, t_patches)          # (2B, N, K)
+            patch_loss = patch_distillation_loss(self._per_patch(self.patch_head, s_patches), teacher_patch, mask,
+                                                 self.patch_center, self.student_temp, tt)
+            self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
+            out.update(loss=loss + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
+                       patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
+        return out
+
+    def _encode(self, backbone, x: torch.Tensor, patches: bool, mask: torch.Tensor | None = None):
+        """(pooled features, patch tokens or None): with ``patches`` one token pass gives both (``mask``ed
+        patches replaced by the mask token), else the plain forward (any backbone, ResNets included)."""
+        if not patches:
+            return backbone(x), None
+        tokens = backbone.tokens(x, prefix=True, mask=mask, mask_token=None if mask is None else self.mask_token)
+        return backbone.pool(tokens), tokens[:, backbone.model.num_prefix_tokens:]
 
     @staticmethod
     def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
