@@ -245,7 +245,7 @@ def cmd_reference(args) -> int:
                                progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
     if done:
         from bench.leaderboard import FORMATS
-        _publish_leaderboard(bench.id, bench.headline, args.results, args.leaderboards, FORMATS)
+        _publish_leaderboard(bench, args.results, args.leaderboards, FORMATS)
         _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     if failed:
         raise TrainingError(f"{len(failed)} reference run(s) failed ({', '.join(failed)}); {done} recorded")
@@ -260,18 +260,11 @@ def cmd_probe(args) -> int:
     return 0
 
 
-def _publish_leaderboard(bench_id: str, headline: str, results, out, formats: tuple[str, ...],
-                         standalone: bool = False) -> list[Path]:
-    """Write the leaderboard files and print the markdown table (records read and aggregated once)."""
-    from bench.leaderboard import build_leaderboard, render_leaderboard, save_leaderboard
-    from bench.benchmarks import BENCHMARKS, check_records
-    from bench.records import load_records
-    records = load_records(results, bench_id)
-    if bench_id in BENCHMARKS:  # registered versions: every record must match the spec and its data
-        check_records(BENCHMARKS[bench_id], records)
-    df = build_leaderboard(records, bench_id, headline=headline)
-    paths = save_leaderboard(df, bench_id, out, formats, results, records=records, standalone=standalone)
-    print(render_leaderboard(df, "md", title=bench_id))
+def _publish_leaderboard(benchmark, results, out, formats: tuple[str, ...], standalone: bool = False) -> list[Path]:
+    """Write the leaderboard files of a Benchmark (or id) and print the markdown table."""
+    from bench.leaderboard import render_leaderboard, write_leaderboard
+    df, paths = write_leaderboard(benchmark, results, out, formats, standalone=standalone)
+    print(render_leaderboard(df, "md", title=getattr(benchmark, "id", benchmark)))
     return paths
 
 
@@ -281,12 +274,11 @@ def cmd_leaderboard(args) -> int:
     from bench.errors import ConfigError
     try:
         bench = get_benchmark(args.benchmark)
-        bench_id, headline = bench.id, bench.headline
     except ConfigError:
         if not load_records(args.results, args.benchmark):  # ad-hoc (custom-...) ids only need records
             raise
-        bench_id, headline = args.benchmark, "linear_top1"
-    paths = _publish_leaderboard(bench_id, headline, args.results, args.out, tuple(args.format), args.standalone)
+        bench = args.benchmark
+    paths = _publish_leaderboard(bench, args.results, args.out, tuple(args.format), args.standalone)
     _console().print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -306,7 +298,8 @@ def cmd_table(args) -> int:
 def cmd_perf(args) -> int:
     from bench.perf import SECTIONS, options_from, perf_table, run_perf, write_report
     opts = options_from(args.quick, method=args.method, backbone=args.backbone, stem=args.stem,
-                        img_size=args.img_size, batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
+                        precision=args.precision, frames=args.frames, img_size=args.img_size,
+                        batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
                         data_batches=args.data_batches, probe_samples=args.probe_samples,
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
@@ -372,7 +365,7 @@ def cmd_demo(args) -> int:
                             progress=not args.no_progress, cache_dir=args.cache_dir)
         _print_record(rec)
     console.rule("leaderboard")
-    _publish_leaderboard(bench.id, bench.headline, results, Path(args.out) / "leaderboards", ("md", "csv"))
+    _publish_leaderboard(bench, results, Path(args.out) / "leaderboards", ("md", "csv"))
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s; records under {results}")
     return 0
 
@@ -496,7 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=None, help="method whose step is timed (default simclr, with its recipe)")
     p.add_argument("--backbone", default=None, help="backbone (default: the method's recipe, resnet18 for simclr)")
     p.add_argument("--stem", default=None, choices=["imagenet", "small", "cifar"], help="ResNet stem (default: recipe's)")
+    p.add_argument("--precision", default=None, choices=["32-true", "bf16-mixed", "16-mixed"],
+                   help="training precision (default: the recipe's)")
     p.add_argument("--img-size", type=int, default=None, help="image size in pixels (default 32)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip for video backbones (default 8)")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default 256; --quick 64)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default 3)")
     p.add_argument("--steps", type=int, default=None, help="timed training steps (default 10)")

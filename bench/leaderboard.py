@@ -250,11 +250,19 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
             for fmt in formats]
 
 
-def write_leaderboard(benchmark_id: str, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: tuple[str, ...] = ("md", "csv", "tex"), headline: str = "linear_top1",
-                      standalone: bool = False, records: list | None = None) -> list[Path]:
-    """Build the leaderboard from ``results_dir`` (or the already-loaded ``records`` of it) and write
-    ``out_dir/<benchmark_id>/leaderboard.<fmt>``."""
-    records = load_records(results_dir, benchmark_id) if records is None else records
-    df = build_leaderboard(records, benchmark_id, headline=headline)
-    return save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone)
+def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                      formats: tuple[str, ...] = ("md", "csv", "tex"),
+                      standalone: bool = False) -> tuple[pd.DataFrame, list[Path]]:
+    """Read the benchmark's records from ``results_dir`` (once), refuse any its spec or data fingerprint
+    disowns (:func:`bench.benchmarks.check_records`), then build the table (ranked by the benchmark's headline)
+    and write ``out_dir/<id>/leaderboard.<fmt>``. ``benchmark`` is a :class:`bench.benchmarks.Benchmark` or an
+    id: a registered one is looked up, any other (old ad-hoc ids) is only aggregated, ranked by ``linear_top1``.
+    Returns the table and the written paths."""
+    from bench.benchmarks import BENCHMARKS, check_records
+    spec = BENCHMARKS.get(benchmark) if isinstance(benchmark, str) else benchmark
+    benchmark_id = spec.id if spec is not None else benchmark
+    records = load_records(results_dir, benchmark_id)
+    if spec is not None:
+        check_records(spec, records)
+    df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1")
+    return df, save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone)

@@ -73,17 +73,12 @@ def submit(cfg: TrainConfig, benchmark: Benchmark, seeds: list[int], *, results_
            leaderboards_dir: str | Path = "leaderboards", runs_dir: str | Path = "runs", recipe: str | None = None,
            progress: bool = True, data_root: str | None = None, cache_dir: str | None = None) -> list[RunRecord]:
     """Smoke-test, then train + probe + record for every seed, then rewrite the leaderboard (all formats)."""
-    from bench.benchmarks import check_records
     from bench.leaderboard import FORMATS, write_leaderboard
-    from bench.records import load_records
     from bench.runner import load_benchmark_data, run_benchmark
     data = load_benchmark_data(benchmark, data_root, cache_dir)
     smoke_test(cfg, data.train.images)
     records = [run_benchmark(cfg.model_copy(update={"seed": s}), benchmark, results_dir=results_dir,
                              runs_dir=runs_dir, recipe=recipe, data=data, progress=progress, cache_dir=cache_dir)
                for s in seeds]
-    every = load_records(results_dir, benchmark.id)  # read once: checked, then aggregated
-    check_records(benchmark, every)
-    write_leaderboard(benchmark.id, results_dir, leaderboards_dir, formats=FORMATS, headline=benchmark.headline,
-                      records=every)
+    write_leaderboard(benchmark, results_dir, leaderboards_dir, formats=FORMATS)  # checks every record first
     return records

@@ -138,7 +138,7 @@ class SSLModule(L.LightningModule):
         # a run resumed at any step replays its views; under DDP each rank draws its own (rank 0: as one process)
         torch.manual_seed(step_seed(self.cfg.seed, self.global_step) + self.global_rank)
         views = self.augment(images)
-        if self.cfg.channels_last and images.ndim == 4:  # clips (B, T, 3, H, W) have no channels-last layout
+        if uses_channels_last(self.cfg, images):
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         loss, terms = split_loss(self.method.training_loss(views), self.method.name)
         if not torch.isfinite(loss):
@@ -297,6 +297,12 @@ def _check_execution(cfg: TrainConfig, method: Method) -> None:
         raise ConfigError(f"--devices {cfg.devices} but this machine has {gpus} GPU(s)")
 
 
+def uses_channels_last(cfg: TrainConfig, images: torch.Tensor) -> bool:
+    """Whether a run keeps weights and views channels-last: images (N, 3, H, W) only - clips (N, T, 3, H, W)
+    and their Conv3d tubelet weights have no channels-last layout."""
+    return cfg.channels_last and images.ndim == 4
+
+
 def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, run_dir: str | Path,
         num_classes: int | None = None, progress: bool = True, resume: bool = False,
         callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -309,7 +315,7 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     num_classes = num_classes or int(labels.max()) + 1
     module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader), sampler=loader.sampler)
-    if cfg.channels_last and images.ndim == 4:
+    if uses_channels_last(cfg, images):
         method.to(memory_format=torch.channels_last)
     if cfg.compile:
         method.backbone.compile()  # in place: parameter names (checkpoints, encoder.pt) do not change

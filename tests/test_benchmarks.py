@@ -88,3 +88,15 @@ def test_mismatched_data_fingerprint_is_refused():
         load_benchmark_data(pinned_wrong)
     mini = get_benchmark("imagenette-mini-v1")
     assert load_benchmark_data(mini).fingerprint == mini.data_fingerprint  # the embedded data is pinned too
+
+
+def test_leaderboard_refuses_a_record_of_another_protocol_and_writes_nothing(tmp_path):
+    from bench.leaderboard import write_leaderboard
+    from bench.records import write_record
+    v1 = get_benchmark("imagenette64-v1")
+    write_record(_record(v1, v1.data_fingerprint, spec_hash="f" * 16), tmp_path / "results")
+    with pytest.raises(ConfigError, match="another imagenette64-v1 protocol"):
+        write_leaderboard(v1, tmp_path / "results", tmp_path / "lb")
+    with pytest.raises(ConfigError, match="another imagenette64-v1 protocol"):
+        write_leaderboard("imagenette64-v1", tmp_path / "results", tmp_path / "lb")  # a registered id is looked up
+    assert not (tmp_path / "lb").exists()

@@ -45,11 +45,11 @@ def registered_rec(method, seed, top1, **kw):
 
 @pytest.fixture
 def records():
-    return [rec("simclr", s, v, wall_time_s=10.0 * (s + 1), images_seen=1000) for s, v in enumerate([70, 72, 74])] + [
-        rec("barlow", 0, 75.0, status="collapsed"),
-        rec("barlow", 1, None, status="failed", error="NaN loss"),
-        rec("simclr", 0, 99.0, version=2),  # another version: never mixed in
-        rec("random", 0, 20.0),
+    return [registered_rec("simclr", s, v, wall_time_s=10.0 * (s + 1), images_seen=1000) for s, v in enumerate([70, 72, 74])] + [
+        registered_rec("barlow", 0, 75.0, status="collapsed"),
+        registered_rec("barlow", 1, None, status="failed", error="NaN loss"),
+        registered_rec("simclr", 0, 99.0, version=2),  # another version: never mixed in
+        registered_rec("random", 0, 20.0),
     ]
 
 
@@ -216,7 +216,7 @@ def _page(tmp_path, records) -> Path:
     records[0] = records[0].model_copy(update={"selected": {"knn": {"k": 20, "T": 0.07}, "linear": {"lr": 0.3}}})
     for r in records:
         write_record(r, tmp_path / "results")
-    paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", formats=("html",))
+    _, paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", formats=("html",))
     assert [p.name for p in paths] == ["leaderboard.html"]
     return paths[0]
 
@@ -276,7 +276,7 @@ def test_html_header_click_sorts_rows(tmp_path, records):
 def test_write_leaderboard(tmp_path, records):
     for r in records:
         write_record(r, tmp_path / "results")
-    paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb")
+    _, paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb")
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "leaderboard.tex"]
     assert all(p.parent == tmp_path / "lb" / BID for p in paths)
     assert "72.0 ± 2.0" in paths[0].read_text() and "99.0" not in paths[0].read_text()

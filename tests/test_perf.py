@@ -61,3 +61,15 @@ def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     assert report["knn"]["top1_agreement"] == 1.0 and report["knn"]["train"] == 200
     assert report["probe"]["grid1_s"] > 0 and report["data"]["views_per_s"] > 0
     assert report["env"]["torch"] == torch.__version__ and "loadavg_start" in report
+
+
+@pytest.mark.slow
+def test_perf_times_a_video_method_on_clips_in_the_precision_asked(tmp_path, capsys):
+    """V-JEPA's video backbone gets clips (N, frames, 3, S, S) and keeps its Conv3d weights out of channels-last."""
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--only", "train,data", "--method", "vjepa", "--precision", "32-true", "--frames", "4",
+                 "--batch-size", "2", "--img-size", "16", "--warmup", "1", "--steps", "1", "--data-batches", "1",
+                 "--out", str(out)]) == 0
+    t = json.loads(out.read_text())["train"]
+    assert t["method"] == "vjepa" and t["backbone"] == "video_vit_tiny" and t["precision"] == "32-true"
+    assert t["harness_images_per_s"] > 0 and t["bare_images_per_s"] > 0

@@ -107,13 +107,17 @@ def test_git_sha_marks_dirty(tmp_path):
 
 def _write_many(results_dir, worker, n, shared_id):
     """One concurrent writer: n records of its own, one contested run id, and a leaderboard rebuild each time."""
+    from bench.benchmarks import get_benchmark
     from bench.leaderboard import write_leaderboard
+    b = get_benchmark("imagenette-mini-v1")  # records the leaderboard accepts: this spec, this data
+    own = dict(benchmark=BenchmarkRef(name=b.name, version=b.version, spec_hash=b.spec_hash()),
+               data=DataRef(spec=b.data, fingerprint=b.data_fingerprint))
     won = 0
     for i in range(n):
-        write_record(make_record(run_id=new_run_id(f"w{worker}", i), seed=i), results_dir)
+        write_record(make_record(run_id=new_run_id(f"w{worker}", i), seed=i, **own), results_dir)
         write_leaderboard("imagenette-mini-v1", results_dir, results_dir.parent / "lb", ("md", "csv"))
     try:
-        write_record(make_record(run_id=shared_id, seed=worker), results_dir)
+        write_record(make_record(run_id=shared_id, seed=worker, **own), results_dir)
         won = 1
     except BenchError:
         pass

@@ -25,6 +25,7 @@ class PerfOptions:
     method: str = "simclr"
     backbone: str | None = None     # None: the method's recipe
     stem: str | None = None
+    precision: str | None = None    # None: the recipe's (e.g. 32-true to time fp32 where a CPU lacks bf16)
     img_size: int = 32
     batch_size: int = 256
     warmup: int = 3                 # untimed steps (allocator, kernels, Lightning's first-step setup)
@@ -40,6 +41,7 @@ class PerfOptions:
     knn_queries: int = 50_000
     knn_dim: int = 384
     knn_k: int = 20
+    frames: int = 8                 # clip length when the backbone is a video one (video_vit_*)
     seed: int = 0
 
 
@@ -62,12 +64,14 @@ def train_config(opts: PerfOptions, epochs: int = 1) -> TrainConfig:
     recipe = opts.method.replace("-", "_")
     return make_config(recipe if recipe in available_recipes() else None, method=opts.method, backbone=opts.backbone,
                        img_size=opts.img_size, batch_size=opts.batch_size, epochs=epochs, seed=opts.seed,
-                       backbone_kwargs={"stem": opts.stem} if opts.stem else None)
+                       backbone_kwargs={"stem": opts.stem} if opts.stem else None, precision=opts.precision)
 
 
-def _fake_data(opts: PerfOptions, n: int, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def _fake_data(opts: PerfOptions, cfg: TrainConfig, n: int, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random uint8 images (n, 3, S, S), or clips (n, frames, 3, S, S) for a video backbone, and labels."""
     g = torch.Generator().manual_seed(opts.seed)
-    images = torch.randint(0, 256, (n, 3, opts.img_size, opts.img_size), generator=g, dtype=torch.uint8)
+    shape = (n, opts.frames, 3) if cfg.backbone.startswith("video_") else (n, 3)
+    images = torch.randint(0, 256, (*shape, opts.img_size, opts.img_size), generator=g, dtype=torch.uint8)
     return images, torch.randint(0, classes, (n,), generator=g)
 
 
@@ -103,12 +107,13 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     """The same step without Lightning: augment, loss, backward, optimiser + lr schedule, EMA hook."""
     from bench.augment import ViewAugmenter
     from bench.runner import build_method
-    from bench.train import SSLModule, _precision, step_seed, train_loader
+    from bench.train import SSLModule, _precision, step_seed, train_loader, uses_channels_last
     from methods.base import split_loss
 
     device = _device()
     method = build_method(cfg).to(device)
-    if cfg.channels_last:
+    channels_last = uses_channels_last(cfg, images)
+    if channels_last:
         method.to(memory_format=torch.channels_last)
     method.train()
     augment = ViewAugmenter(method.views, cfg.img_size).to(device)
@@ -126,7 +131,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
             start = time.perf_counter()
         torch.manual_seed(step_seed(cfg.seed, step))
         views = augment(x.to(device, non_blocking=True))
-        if cfg.channels_last:
+        if channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _ = split_loss(method.training_loss(views), method.name)
@@ -145,7 +150,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
 
 def train_step(opts: PerfOptions) -> dict:
     cfg = train_config(opts)
-    images, labels = _fake_data(opts, (opts.warmup + opts.steps) * opts.batch_size)
+    images, labels = _fake_data(opts, cfg, (opts.warmup + opts.steps) * opts.batch_size)
     harness, bare = [], []
     for _ in range(max(1, opts.repeats)):  # alternate, so background load hits both alike
         bare.append(_bare(opts, cfg, images, labels))
@@ -174,7 +179,7 @@ def data_pipeline(opts: PerfOptions) -> dict:
     device = _device()
     cfg = train_config(opts)
     n_batches = opts.data_batches + 1
-    images, labels = _fake_data(opts, n_batches * opts.batch_size)
+    images, labels = _fake_data(opts, cfg, n_batches * opts.batch_size)
     augment = ViewAugmenter(get_method(cfg.method).views, cfg.img_size).to(device)
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     start, views = None, 0
