@@ -122,8 +122,12 @@ class VideoBackbone(Backbone):
         z = z + sincos_pos_embed(self.embed_dim, grid).to(z)
         return self._encode(z, 0, keep, prefix)
 
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The clip feature: the mean of the tokens (no prefix tokens, no fc_norm)."""
+        return tokens.mean(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tokens(x).mean(1)
+        return self.pool(self.tokens(x))
 
 
 def _small_stem(model: nn.Module, stem: str) -> None:

@@ -67,11 +67,16 @@ class IJEPA(Method):
         self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.patch = getattr(backbone, "patch", None) or backbone.model.patch_embed.patch_size[0]
 
-    def target_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The EMA target encoder's layer-normed tokens of the whole input (no gradient)."""
+    def target_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The EMA target encoder's layer-normed patch tokens of the whole input, and from the same pass its
+        pooled feature ``encoder(x)`` - the harness's online probe and collapse monitors read that as the
+        ``embedding``, so it needs no extra encoder pass (no gradient)."""
+        teacher = self.teacher.module
         with torch.no_grad():
-            h = self.teacher.module.tokens(x)
-            return F.layer_norm(h, h.shape[-1:])
+            h = teacher.tokens(x, prefix=True)
+            pooled = teacher.pool(h)
+            h = h[:, getattr(teacher.model, "num_prefix_tokens", 0):]
+            return F.layer_norm(h, h.shape[-1:]), pooled
 
     def regression_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pred, target = pred.float(), target.float()  # the loss in fp32 under autocast
@@ -85,14 +90,14 @@ class IJEPA(Method):
         ctx_idx, tgt_idx = sample_ijepa_masks(b, (gh, gw), self.generator, **self.mask_kw)
         ctx_idx, tgt_idx = ctx_idx.to(x.device), tgt_idx.to(x.device)
         j, kt = tgt_idx.shape[1], tgt_idx.shape[2]
-        h = self.target_tokens(x)
+        h, pooled = self.target_tokens(x)
         target = torch.gather(h, 1, tgt_idx.flatten(1).unsqueeze(-1).expand(-1, -1, h.shape[-1]))
         target = target.view(b * j, kt, -1)  # block j of image i at row i*j + j
         ctx = self.backbone.tokens(x, keep=ctx_idx)
         pos = sincos_pos_embed(self.predictor.dim, (gh, gw)).to(x.device)
         pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
         loss = self.regression_loss(pred, target)
-        return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1]))}
+        return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1])), "embedding": pooled}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(self.backbone, step, total_steps)

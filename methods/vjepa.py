@@ -40,7 +40,7 @@ class VJEPA(IJEPA):
     def training_loss(self, views):
         x = views[0]
         grid = self.backbone.grid(x)
-        h = self.target_tokens(x)
+        h, pooled = self.target_tokens(x)
         pos = sincos_pos_embed(self.predictor.dim, grid).to(x.device)
         losses = []
         for family in self.families:
@@ -49,4 +49,5 @@ class VJEPA(IJEPA):
             target = torch.gather(h, 1, tgt_idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
             pred = self.predictor(self.backbone.tokens(x, keep=ctx_idx), ctx_idx, tgt_idx, pos)
             losses.append(self.regression_loss(pred, target))
-        return {"loss": torch.stack(losses).mean(), "short_range": losses[0].detach(), "long_range": losses[1].detach()}
+        return {"loss": torch.stack(losses).mean(), "short_range": losses[0].detach(), "long_range": losses[1].detach(),
+                "embedding": pooled}

@@ -48,3 +48,26 @@ def test_ijepa_step_trains_context_encoder_and_predictor_only():
     assert m.encoder is m.teacher.module
     with pytest.raises(TypeError, match="ViT"):
         IJEPA(create_backbone("resnet18", 32))
+
+
+@pytest.mark.parametrize("kind", ["image", "image_cls", "video"])
+def test_jepa_embedding_is_the_encoders_feature_from_the_target_pass(kind):
+    """I-JEPA / V-JEPA hand the harness encoder(x) from the target encoder's pass (no extra forward): it must
+    equal what the encoder itself returns, [CLS] readout and video mean-pooling included."""
+    from bench.backbones import create_backbone
+    from methods.ijepa import IJEPA
+    from methods.vjepa import VJEPA
+    torch.manual_seed(0)
+    if kind == "video":
+        m, x = VJEPA(create_backbone("video_vit_tiny", 16, patch_size=8, tubelet=2, depth=2), pred_depth=1), \
+            torch.randn(3, 4, 3, 16, 16)
+    else:
+        cls = kind == "image_cls"
+        m = IJEPA(create_backbone("vit_tiny", 32, patch_size=8, depth=2, class_token=cls,
+                                  global_pool="token" if cls else "avg"), pred_depth=1)
+        x = torch.randn(3, 3, 32, 32)
+    out = m.training_loss([x])
+    with torch.no_grad():
+        want = m.encoder(x)
+    assert out["embedding"].shape == want.shape and not out["embedding"].requires_grad
+    assert torch.allclose(out["embedding"], want, atol=1e-6)
