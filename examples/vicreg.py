@@ -17,20 +17,13 @@ import torch
 from torch.nn import functional as F
 
 from bench.augment import ViewSpec
-from methods.base import Method, projection_mlp
+from methods.base import Method, projection_mlp, variance_covariance
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 25.0, mu: float = 25.0, nu: float = 1.0,
                 eps: float = 1e-4) -> torch.Tensor:
-    n, d = z1.shape
-    invariance = F.mse_loss(z1, z2)
-    variance, covariance = 0.0, 0.0
-    for z in (z1, z2):
-        z = z - z.mean(0)
-        variance = variance + F.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
-        cov = z.T @ z / (n - 1)
-        covariance = covariance + (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / d
-    return lambd * invariance + mu * variance + nu * covariance
+    (v1, c1), (v2, c2) = variance_covariance(z1, eps), variance_covariance(z2, eps)
+    return lambd * F.mse_loss(z1, z2) + mu * (v1 + v2) + nu * (c1 + c2)
 
 
 class VICReg(Method):

@@ -69,6 +69,18 @@ def split_loss(out, method_name: str) -> tuple[torch.Tensor, dict]:
     return loss, terms
 
 
+def variance_covariance(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's anti-collapse terms of features z (N, D), computed in fp32:
+    v(z) = mean_j relu(1 - sqrt(Var(z_j) + eps)) (hinge on each dimension's std) and
+    c(z) = sum_{i != j} Cov(z)_ij^2 / D (decorrelation)."""
+    z = z.float()
+    n, d = z.shape
+    z = z - z.mean(0)
+    variance = torch.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+    cov = z.T @ z / (n - 1)
+    return variance, (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / d
+
+
 def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
                    last_bn: bool = False) -> nn.Sequential:
     """Linear-BN-ReLU blocks then a final Linear (SimCLR / Barlow Twins projector)."""

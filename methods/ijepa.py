@@ -5,6 +5,10 @@ For one view x with patch grid N: target blocks T_1..T_M and a context block C (
     s_y = LN(f_teacher(x))[T_j]          (EMA target encoder over the full image, layer-normed)
     s_x = f_student(x[C])                (context encoder sees only context patches)
     L   = mean_j  || g(s_x, pos(T_j)) - s_y ||^2      (g: narrow ViT predictor with mask tokens)
+
+Optional (off by default): C-JEPA's (Mo & Tong, 2024) VICReg terms on the context tokens against dimensional
+collapse, ``var_weight * v(s_x) + cov_weight * c(s_x)`` over all context tokens of the batch (methods.base.
+variance_covariance).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch.nn import functional as F
 from bench.augment import ViewSpec
 from bench.backbones import sincos_pos_embed
 from methods import register
-from methods.base import Method
+from methods.base import Method, variance_covariance
 from methods.ema import EMATeacher
 from methods.masks import sample_ijepa_masks
 
@@ -53,7 +57,8 @@ class IJEPA(Method):
 
     def __init__(self, backbone, pred_dim: int = 96, pred_depth: int = 4, pred_heads: int = 3, num_targets: int = 4,
                  target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
-                 ema: float = 0.996, loss: str = "l2", seed: int = 0):
+                 ema: float = 0.996, loss: str = "l2", seed: int = 0, var_weight: float = 0.0,
+                 cov_weight: float = 0.0):
         super().__init__(backbone)
         if not getattr(backbone, "is_vit", False):
             raise TypeError("I-JEPA needs a ViT backbone (it drops masked patch tokens)")
@@ -64,6 +69,7 @@ class IJEPA(Method):
         self.mask_kw = dict(num_targets=num_targets, target_scale=tuple(target_scale),
                             target_aspect=tuple(target_aspect), context_scale=tuple(context_scale))
         self.loss_kind = loss
+        self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.patch = getattr(backbone, "patch", None) or backbone.model.patch_embed.patch_size[0]
 
@@ -84,6 +90,14 @@ class IJEPA(Method):
             return F.l1_loss(pred, target)
         return F.mse_loss(pred, target) if self.loss_kind == "l2" else F.smooth_l1_loss(pred, target)
 
+    def anti_collapse(self, ctx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``var_weight * v + cov_weight * c`` of context tokens (N, D) (0 when both weights are 0) and the
+        detached v, c for the logs."""
+        if not (self.var_weight or self.cov_weight):
+            return ctx.new_zeros(()), {}
+        v, c = variance_covariance(ctx)
+        return self.var_weight * v + self.cov_weight * c, {"variance": v.detach(), "covariance": c.detach()}
+
     def training_loss(self, views):
         x = views[0]
         b, gh, gw = len(x), x.shape[-2] // self.patch, x.shape[-1] // self.patch
@@ -96,8 +110,9 @@ class IJEPA(Method):
         ctx = self.backbone.tokens(x, keep=ctx_idx)
         pos = sincos_pos_embed(self.predictor.dim, (gh, gw)).to(x.device)
         pred = self.predictor(ctx.repeat_interleave(j, 0), ctx_idx.repeat_interleave(j, 0), tgt_idx.flatten(0, 1), pos)
-        loss = self.regression_loss(pred, target)
-        return {"loss": loss, "context_tokens": torch.tensor(float(ctx_idx.shape[1])), "embedding": pooled}
+        penalty, terms = self.anti_collapse(ctx.flatten(0, 1))
+        return {"loss": self.regression_loss(pred, target) + penalty, **terms,
+                "context_tokens": torch.tensor(float(ctx_idx.shape[1])), "embedding": pooled}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(self.backbone, step, total_steps)

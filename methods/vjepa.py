@@ -30,10 +30,11 @@ class VJEPA(IJEPA):
 
     def __init__(self, backbone, pred_dim: int = 96, pred_depth: int = 4, pred_heads: int = 3,
                  aspect=(0.75, 1.5), ema: float = 0.996, loss: str = "l1", seed: int = 0,
-                 short_range=SHORT_RANGE, long_range=LONG_RANGE):
+                 short_range=SHORT_RANGE, long_range=LONG_RANGE, var_weight: float = 0.0, cov_weight: float = 0.0):
         if not hasattr(backbone, "grid"):
             raise TypeError("V-JEPA needs a video backbone (e.g. video_vit_tiny) taking clips (B, T, 3, H, W)")
-        super().__init__(backbone, pred_dim, pred_depth, pred_heads, ema=ema, loss=loss, seed=seed)
+        super().__init__(backbone, pred_dim, pred_depth, pred_heads, ema=ema, loss=loss, seed=seed,
+                         var_weight=var_weight, cov_weight=cov_weight)
         self.aspect = tuple(aspect)
         self.families = [{"num_blocks": int(n), "scale": (float(sc), float(sc))} for n, sc in (short_range, long_range)]
 
@@ -42,12 +43,13 @@ class VJEPA(IJEPA):
         grid = self.backbone.grid(x)
         h, pooled = self.target_tokens(x)
         pos = sincos_pos_embed(self.predictor.dim, grid).to(x.device)
-        losses = []
+        losses, contexts = [], []
         for family in self.families:
             ctx_idx, tgt_idx = (i.to(x.device) for i in sample_vjepa_masks(
                 len(x), grid, self.generator, aspect=self.aspect, **family))
             target = torch.gather(h, 1, tgt_idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-            pred = self.predictor(self.backbone.tokens(x, keep=ctx_idx), ctx_idx, tgt_idx, pos)
-            losses.append(self.regression_loss(pred, target))
-        return {"loss": torch.stack(losses).mean(), "short_range": losses[0].detach(), "long_range": losses[1].detach(),
-                "embedding": pooled}
+            contexts.append(self.backbone.tokens(x, keep=ctx_idx))
+            losses.append(self.regression_loss(self.predictor(contexts[-1], ctx_idx, tgt_idx, pos), target))
+        penalty, terms = self.anti_collapse(torch.cat([c.flatten(0, 1) for c in contexts]))
+        return {"loss": torch.stack(losses).mean() + penalty, **terms, "short_range": losses[0].detach(),
+                "long_range": losses[1].detach(), "embedding": pooled}

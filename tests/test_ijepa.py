@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -71,3 +73,35 @@ def test_jepa_embedding_is_the_encoders_feature_from_the_target_pass(kind):
         want = m.encoder(x)
     assert out["embedding"].shape == want.shape and not out["embedding"].requires_grad
     assert torch.allclose(out["embedding"], want, atol=1e-6)
+
+
+def test_variance_covariance_terms_by_hand():
+    from methods.base import variance_covariance
+    z = 0.3 * torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])  # per column: Var = 0.09 * 5/3 = 0.15
+    v, c = variance_covariance(z)
+    assert v.item() == pytest.approx(1 - math.sqrt(0.15 + 1e-4), rel=1e-6)  # both columns' std 0.387 < 1
+    assert c.item() == pytest.approx(2 * 0.15 ** 2 / 2, rel=1e-6)          # Cov_01 = Cov_10 = 0.15, D = 2
+
+
+@pytest.mark.parametrize("video", [False, True])
+def test_jepa_anti_collapse_terms_add_to_the_loss_and_are_off_by_default(video):
+    from bench.backbones import create_backbone
+    from methods.ijepa import IJEPA
+    from methods.vjepa import VJEPA
+
+    def make(**kw):
+        torch.manual_seed(0)
+        if video:
+            return VJEPA(create_backbone("video_vit_tiny", 16, patch_size=8, tubelet=2, depth=1), pred_depth=1, **kw)
+        return IJEPA(create_backbone("vit_tiny", 32, patch_size=8, depth=1, class_token=False, global_pool="avg"),
+                     pred_depth=1, **kw)
+    x = torch.randn(4, 4, 3, 16, 16) if video else torch.randn(4, 3, 32, 32)
+    plain, reg = make(), make(var_weight=2.0, cov_weight=0.5)  # same weights, same mask generator seed
+    out0, out1 = plain.training_loss([x]), reg.training_loss([x])
+    assert "variance" not in out0 and out1["variance"] > 0 and out1["covariance"] > 0
+    extra = out1["loss"] - out0["loss"]
+    assert extra.item() == pytest.approx((2.0 * out1["variance"] + 0.5 * out1["covariance"]).item(), rel=1e-4)
+    penalty, _ = reg.anti_collapse(reg.backbone.tokens(x).flatten(0, 1))
+    penalty.backward()  # the penalty trains the (context) encoder, never the teacher
+    assert reg.backbone.model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in reg.teacher.parameters())
