@@ -49,6 +49,7 @@ REFERENCE: dict[str, list[Setup]] = {
         Setup("examples/vicreg.yaml", plugin="examples/vicreg.py"),
     ],
     "moving-shapes-v1": [Setup("vjepa"), Setup("random_video")],
+    "moving-shapes-v2": [Setup("vjepa"), Setup("random_video")],
 }
 
 

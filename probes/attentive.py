@@ -77,8 +77,12 @@ class AttentiveGrid:
 def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs=(3e-3, 1e-2, 3e-2),
                     wds=(1e-2, 1e-1), heads: int = 4, epochs: int = 20, batch_size: int = 256,
                     holdout_frac: float = 0.1, seed: int = 0, num_classes: int | None = None,
-                    device=None) -> ProbeResult:
-    """Select (lr, wd) on a hold-out of train, refit the chosen probe on all of train, score test once."""
+                    device=None, standardize: bool = False) -> ProbeResult:
+    """Select (lr, wd) on a hold-out of train, refit the chosen probe on all of train, score test once.
+    ``standardize``: first z-score every channel with the mean / std of the train tokens (never the test's)."""
+    if standardize:
+        mean, std = train_tokens.float().mean((0, 1)), train_tokens.float().std((0, 1)).clamp_min(1e-6)
+        train_tokens, test_tokens = (train_tokens - mean) / std, (test_tokens - mean) / std
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_classes = num_classes or int(train_labels.max()) + 1
     fit, hold = holdout_split(train_labels, holdout_frac, seed)

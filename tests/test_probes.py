@@ -263,3 +263,19 @@ def test_feature_cache_separates_same_weights_different_forward(tmp_path):
     kw = dict(img_size=16, cache_dir=tmp_path, data_key="train:x")
     fa, fb = extract_features(a, images, **kw), extract_features(b, images, **kw)
     assert b.calls == 1 and not torch.allclose(fa, fb)
+
+
+def test_standardised_attentive_probe_ignores_a_shared_token_offset():
+    """A large offset shared by every token (what trained ViTs often carry) drowns the marker token for the
+    plain probe's per-token LayerNorm; standardising channels with train statistics removes it (benchmark
+    field ``attentive_standardize``, moving-shapes-v2)."""
+    from probes.attentive import attentive_probe
+    x, y = marker_tokens(1200)
+    xt, yt = marker_tokens(400, seed=1)
+    g = torch.Generator().manual_seed(2)
+    offset, scale = 50 * torch.randn(x.shape[-1], generator=g), 0.5 + torch.rand(x.shape[-1], generator=g)
+    kw = dict(lrs=(1e-2, 3e-2), wds=(1e-4,), heads=2, epochs=15, batch_size=128)
+    plain = attentive_probe(x * scale + offset, y, xt * scale + offset, yt, **kw)
+    std = attentive_probe(x * scale + offset, y, xt * scale + offset, yt, standardize=True, **kw)
+    assert std.top1 > 90, std
+    assert plain.top1 < std.top1 - 20, plain

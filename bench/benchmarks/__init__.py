@@ -19,7 +19,7 @@ __all__ = ["BENCHMARKS", "Benchmark", "adhoc_benchmark", "available_benchmarks",
 _NON_PROTOCOL = {"description", "superseded_by", "data_fingerprint", "budget"}
 #: protocol fields added after benchmarks were published: hashed only when set (not at their default), so the
 #: spec_hash of every image benchmark, and of the records made with it, stays what it was
-_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": ()}
+_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": (), "attentive_standardize": False}
 
 
 class Benchmark(BaseModel):
@@ -47,6 +47,9 @@ class Benchmark(BaseModel):
     attentive_wd: tuple[float, ...] = (1e-2, 1e-1)
     attentive_heads: int = 4
     attentive_epochs: int = 20
+    #: standardise every token channel with the train split's mean / std before the attentive probe (a BatchNorm
+    #: without affine, as linear probes often have): a large offset shared by all tokens then cannot drown the rest
+    attentive_standardize: bool = False
     probes: tuple[str, ...] = ("knn", "linear", "attentive")
     headline: str = "linear_top1"
     superseded_by: str | None = None
@@ -81,6 +84,13 @@ class Benchmark(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: what every moving-shapes version shares
+_MOVING_SHAPES = dict(name="moving-shapes", data="moving-shapes", img_size=32, crop_pct=1.0, frames=8, label="direction",
+                      extra_labels=("shape",), headline="attentive_top1",
+                      budget={"backbone": "video_vit_tiny", "backbone_kwargs": {"patch_size": 8, "tubelet": 2},
+                              "img_size": 32, "epochs": 30, "batch_size": 64},
+                      data_fingerprint="792dc3949bfd92a0154b9b1ad32d426e9dc21e9962741fa4ddec9472bd79e8e1")
+
 #: ``bench submit`` settings of the 224 px ImageNet benchmarks
 _IMAGENET_BUDGET = {"backbone": "resnet18", "backbone_kwargs": {"stem": "imagenet"}, "img_size": 224, "epochs": 100,
                     "batch_size": 256}
@@ -109,15 +119,15 @@ _DEFINED = [
               description="ImageNet-1k from --imagenet-root: linear probes fit on SimCLR's 1 % / 10 % label subsets "
                           "(hyper-parameters chosen on a hold-out of the subset), scored on the full val set."),
     # video: procedural clips; the headline needs motion (direction), shape is scored beside it
-    Benchmark(name="moving-shapes", version=1, data="moving-shapes", img_size=32, crop_pct=1.0, frames=8,
-              label="direction", extra_labels=("shape",), headline="attentive_top1",
-              budget={"backbone": "video_vit_tiny", "backbone_kwargs": {"patch_size": 8, "tubelet": 2},
-                      "img_size": 32, "epochs": 30, "batch_size": 64},
+    Benchmark(version=1, superseded_by="moving-shapes-v2", **_MOVING_SHAPES,
               description="moving-shapes clips (8 frames, 32 px; 4000 train / 1000 val, rendered by seed): the "
                           "motion direction (4 classes; needs temporal information) scored by the attentive probe "
                           "over all tubelet tokens (headline), k-NN / linear on pooled clip features; the shape "
-                          "(3 classes) as shape_*.",
-              data_fingerprint="792dc3949bfd92a0154b9b1ad32d426e9dc21e9962741fa4ddec9472bd79e8e1"),
+                          "(3 classes) as shape_*."),
+    Benchmark(version=2, attentive_standardize=True, **_MOVING_SHAPES,
+              description="moving-shapes-v1 with the attentive probe reading tokens standardised per channel by "
+                          "the train split's mean / std (a trained encoder's shared token offset no longer drowns "
+                          "what the tokens differ in)."),
 ]
 
 #: benchmark id (NAME-vN) -> spec
