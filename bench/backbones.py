@@ -71,6 +71,12 @@ class Backbone(nn.Module):
         timm's fc_norm): one encoder pass gives both the global feature and the patch tokens."""
         return self.model.forward_head(tokens, pre_logits=True)
 
+    def pooled_and_patches(self, x: torch.Tensor, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token pass -> (the pooled feature ``forward(x)`` gives, the patch tokens without prefix tokens);
+        ``kw`` go to ``tokens`` (``mask`` / ``mask_token``)."""
+        tokens = self.tokens(x, prefix=True, **kw)
+        return self.pool(tokens), tokens[:, self.model.num_prefix_tokens:]
+
     def _encode(self, x: torch.Tensor, n_prefix: int, keep: torch.Tensor | None, prefix: bool = False) -> torch.Tensor:
         """Embedded tokens (B, n_prefix + N, D) -> the transformer's patch tokens, keeping only ``keep``."""
         m = self.model

@@ -159,8 +159,7 @@ class DINO(Method):
         patches replaced by the mask token), else the plain forward (any backbone, ResNets included)."""
         if not patches:
             return backbone(x), None
-        tokens = backbone.tokens(x, prefix=True, mask=mask, mask_token=None if mask is None else self.mask_token)
-        return backbone.pool(tokens), tokens[:, backbone.model.num_prefix_tokens:]
+        return backbone.pooled_and_patches(x, mask=mask, mask_token=None if mask is None else self.mask_token)
 
     @staticmethod
     def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:

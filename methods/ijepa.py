@@ -77,11 +77,8 @@ class IJEPA(Method):
         """The EMA target encoder's layer-normed patch tokens of the whole input, and from the same pass its
         pooled feature ``encoder(x)`` - the harness's online probe and collapse monitors read that as the
         ``embedding``, so it needs no extra encoder pass (no gradient)."""
-        teacher = self.teacher.module
         with torch.no_grad():
-            h = teacher.tokens(x, prefix=True)
-            pooled = teacher.pool(h)
-            h = h[:, getattr(teacher.model, "num_prefix_tokens", 0):]
+            pooled, h = self.teacher.module.pooled_and_patches(x)
             return F.layer_norm(h, h.shape[-1:]), pooled
 
     def regression_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,7 @@ def _fit_probe(name: str, train_feats, test_feats, train_labels, test_labels, pr
         return attentive_probe(train_feats, train_labels, test_feats, test_labels, lrs=protocol.attentive_lr,
                                wds=protocol.attentive_wd, heads=protocol.attentive_heads,
                                epochs=protocol.attentive_epochs, device=device,
-                               standardize=getattr(protocol, "attentive_standardize", False), **common)
+                               standardize=protocol.attentive_standardize, **common)
     if name == "knn":
         return knn_probe(train_feats, train_labels, test_feats, test_labels, ks=protocol.knn_k,
                          temperatures=protocol.knn_t, **common)
