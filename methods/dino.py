@@ -10,6 +10,11 @@ embeddings replaced by a learned mask token for the student; at every masked pat
 patch-head distribution matches the teacher's (which saw the whole view) - same view, own centre.
 It trains the patch tokens themselves, which the [CLS]/pooled objective alone leaves unconstrained
 (or averages together), and those tokens are what the attentive probe reads.
+
+Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
+Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
+batch, every image a distribution), and ``koleo_weight > 0`` adds the KoLeo spreading term on the
+student's (L2-normalised) backbone features of each global view.
 """
 
 from __future__ import annotations
@@ -52,7 +57,42 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Ten
 
         L = mean over pairs (t, s), s != t, of  mean_batch( - sum_k q_t[k] log p_s[k] )
     """
-    q = [F.softmax((t.float() - center) / teacher_temp, dim=-1).detach() for t in teacher_logits]
+    q = [F.softmax((t.float() - center) / teacher_temp, dim=-1) for t in teacher_logits]
+    return cross_view_loss(student_logits, q, student_temp)
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations: int = 3) -> torch.Tensor:
+    """DINOv2's teacher targets (B, K) from logits (B, K): Q = exp(t / tau_t), then ``iterations`` rounds of
+    "each prototype's total = B / K" and "each row sums to 1" over the *global* batch (gathered under DDP,
+    this rank's rows returned). Rows sum to 1; with enough rounds every column sums to B / K."""
+    local, n = teacher_logits.float(), len(teacher_logits)
+    logits = distributed.gather_uneven(local)
+    q = torch.exp((logits - logits.max()) / teacher_temp)  # the global max: a constant factor, removed below
+    q /= q.sum()
+    b, k = q.shape
+    for _ in range(iterations):
+        q /= q.sum(0, keepdim=True) * k
+        q /= q.sum(1, keepdim=True) * b
+    q *= b
+    start = distributed.rank() * n if distributed.is_distributed() else 0
+    return q[start:start + n]
+
+
+def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KoLeo (Sablayrolles et al., 2019; DINOv2): -mean_i log(min_{j != i} ||x_i - x_j||) over L2-normalised
+    rows of x (B, D) - pushes each feature away from its nearest neighbour in the batch."""
+    x = F.normalize(x.float(), dim=-1, eps=eps)
+    sim = x @ x.T
+    sim.fill_diagonal_(-2.0)                       # never pick yourself
+    nearest = sim.argmax(1)
+    return -torch.log(F.pairwise_distance(x, x[nearest], eps=eps) + eps).mean()
+
+
+def cross_view_loss(student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor],
+                    student_temp: float = 0.1) -> torch.Tensor:
+    """mean over (teacher view t, student view s != t) of mean_batch( - sum_k q_t[k] log_softmax(s / tau_s)[k] )."""
+    q = [t.detach() for t in teacher_probs]
     log_p = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student_logits]
     total, pairs = 0.0, 0
     for ti, qt in enumerate(q):
@@ -102,10 +142,14 @@ class DINO(Method):
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996,
                  local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True,
-                 patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5)):
+                 patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
+                 centering: str = "ema", koleo_weight: float = 0.0):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
+        if centering not in ("ema", "sinkhorn"):
+            raise TypeError(f"centering must be 'ema' or 'sinkhorn', got {centering!r}")
+        self.centering, self.koleo_weight = centering, koleo_weight
         self.views = type(self).views[:2] + type(self).views[2:3] * local_crops
         self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
                             norm_last_layer=norm_last_layer)
@@ -141,16 +185,22 @@ class DINO(Method):
         feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask)
         feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
         student_out = list(self.head(torch.cat(feats)).split(b))
-        loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
-        self._update_center(self.center, teacher_out)
+        if self.centering == "sinkhorn":
+            loss = cross_view_loss(student_out, list(sinkhorn_knopp(teacher_out, tt).chunk(2)), self.student_temp)
+        else:
+            loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
+            self._update_center(self.center, teacher_out)
         out = {"loss": loss, "teacher_temp": torch.tensor(tt), "embedding": feats_global[:b].detach()}
+        if self.koleo_weight > 0:
+            koleo = sum(koleo_loss(f) for f in feats_global.chunk(2))
+            out.update(loss=loss + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())
         if patches:
             with torch.no_grad():
                 teacher_patch = self._per_patch(self.patch_teacher.module, t_patches)          # (2B, N, K)
             patch_loss = patch_distillation_loss(self._per_patch(self.patch_head, s_patches), teacher_patch, mask,
                                                  self.patch_center, self.student_temp, tt)
             self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
-            out.update(loss=loss + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
+            out.update(loss=out["loss"] + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out
 

@@ -85,7 +85,7 @@ def _worker(rank: int, ports: tuple[int, int, int], out_dir):
 
     from bench.train import EpochBatchSampler
     from methods.barlow_twins import barlow_twins_loss
-    from methods.dino import DINO
+    from methods.dino import DINO, sinkhorn_knopp
     from methods.simclr import SimCLR, nt_xent_loss
     from probes.features import extract_features
 
@@ -103,6 +103,7 @@ def _worker(rank: int, ports: tuple[int, int, int], out_dir):
     dino = _dino(_flat_encoder())
     dino.training_loss([v[rank * n:(rank + 1) * n] for v in _dino_views()])
     out["dino_center"] = dino.center.clone()
+    out["sinkhorn"] = sinkhorn_knopp(_embeddings()[0][rank * n:(rank + 1) * n], 0.1)
     out["sampler"] = list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3))
     resumed = EpochBatchSampler(40, GLOBAL_BATCH, seed=3)
     resumed.resume_at(0, 2)
@@ -169,6 +170,14 @@ def test_dino_centre_uses_the_global_batch_mean(ranks):
     dino.training_loss(_dino_views())
     for r in ranks:
         assert torch.allclose(r["dino_center"], dino.center, atol=1e-6)
+
+
+def test_sinkhorn_targets_are_computed_over_the_global_batch(ranks):
+    from methods.dino import sinkhorn_knopp
+    want = sinkhorn_knopp(_embeddings()[0], 0.1)
+    assert torch.allclose(torch.cat([r["sinkhorn"] for r in ranks]), want, atol=1e-6)
+    n = len(want) // WORLD
+    assert not torch.allclose(sinkhorn_knopp(_embeddings()[0][:n], 0.1), want[:n], atol=1e-3)  # local-only differs
 
 
 def test_sampler_shards_each_global_batch_across_ranks():

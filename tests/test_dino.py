@@ -167,3 +167,60 @@ def test_dino_patch_loss_trains_mask_token_and_patch_head_only_on_the_student():
     assert not torch.equal(before, m.patch_teacher.module.mlp[0].weight)
     with pytest.raises(TypeError, match="ViT"):
         DINO(create_backbone("resnet18", 32), patch_loss_weight=1.0)
+
+
+def test_sinkhorn_knopp_balances_prototypes_like_a_reference_loop():
+    """DINOv2's teacher targets: exp(t / tau) alternately normalised per prototype (to 1/K) and per image
+    (to 1/B), 3 rounds, times B; rows sum to 1 and the prototype totals approach B / K."""
+    from methods.dino import sinkhorn_knopp
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    b, k, tau = 6, 4, 0.5
+    ref = [[math.exp(t[i, j].item() / tau) for j in range(k)] for i in range(b)]
+    total = sum(map(sum, ref))
+    ref = [[v / total for v in row] for row in ref]
+    for _ in range(3):
+        cols = [sum(ref[i][j] for i in range(b)) for j in range(k)]
+        ref = [[ref[i][j] / cols[j] / k for j in range(k)] for i in range(b)]
+        rows = [sum(r) for r in ref]
+        ref = [[v / rows[i] / b for v in r] for i, r in enumerate(ref)]
+    ours = sinkhorn_knopp(t, tau)
+    assert torch.allclose(ours.double(), torch.tensor(ref, dtype=torch.float64) * b, atol=1e-6)
+    assert torch.allclose(ours.sum(1), torch.ones(b, dtype=ours.dtype), atol=1e-6)
+    many = sinkhorn_knopp(t * 0.2, tau, iterations=50)  # converged: every prototype holds B / K of the batch
+    assert torch.allclose(many.sum(0), torch.full((k,), b / k, dtype=many.dtype), atol=1e-4)
+    # a batch whose logits all prefer prototype 0 still gets spread targets (the EMA centre needs many steps)
+    skewed = torch.zeros(8, 4)
+    skewed[:, 0] = 5.0
+    skewed += 0.1 * torch.randn(8, 4, generator=g)
+    assert sinkhorn_knopp(skewed, 0.1, iterations=20).argmax(1).unique().numel() > 1
+
+
+def test_koleo_loss_by_hand():
+    """-mean_i log(distance to the nearest other point), points L2-normalised first."""
+    from methods.dino import koleo_loss
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 0.1]])  # the third normalises next to the first
+    n = torch.nn.functional.normalize(x, dim=-1)
+    d01, d02 = (n[0] - n[1]).norm(), (n[0] - n[2]).norm()
+    d12 = (n[1] - n[2]).norm()
+    expected = -(torch.log(d02) + torch.log(min(d01, d12)) + torch.log(d02)) / 3
+    assert koleo_loss(x).item() == pytest.approx(expected.item(), rel=1e-5)
+    # spreading lowers it: orthogonal points beat a near-duplicate pair
+    assert koleo_loss(torch.eye(3)) < koleo_loss(x)
+
+
+def test_dino_sinkhorn_and_koleo_options_train_the_student():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+             local_crops=1, centering="sinkhorn", koleo_weight=0.1)
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    out["loss"].backward()
+    assert m.center.abs().sum() == 0                         # the EMA centre is not used
+    assert out["loss"].item() == pytest.approx(out["dino_loss"].item() + 0.1 * out["koleo"].item(), rel=1e-5)
+    assert m.backbone.model.patch_embed.proj.weight.grad is not None
+    assert all(p.grad is None for p in m.teacher.parameters())
+    with pytest.raises(TypeError, match="centering"):
+        DINO(create_backbone("resnet18", 32), centering="mean")
