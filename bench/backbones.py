@@ -15,13 +15,21 @@ from torch import nn
 from bench.errors import ConfigError
 
 _BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
+_VIDEO_BACKBONES: set[str] = set()
 
 
-def register_backbone(name: str):
+def register_backbone(name: str, video: bool = False):
+    """Register a backbone factory; ``video=True`` for one that takes clips (B, T, 3, H, W)."""
     def deco(fn):
         _BACKBONES[name] = fn
+        (_VIDEO_BACKBONES.add if video else _VIDEO_BACKBONES.discard)(name)
         return fn
     return deco
+
+
+def is_video_backbone(name: str) -> bool:
+    """True for a registered backbone that takes clips (the trainer, perf and the modality check ask this)."""
+    return name in _VIDEO_BACKBONES
 
 
 def available_backbones() -> list[str]:
@@ -177,7 +185,7 @@ for _arch in ("resnet18", "resnet34", "resnet50"):
     register_backbone(_arch)(_resnet(_arch))
 for _arch in ("vit_tiny_patch16_224", "vit_small_patch16_224"):
     register_backbone(_arch.split("_patch")[0])(_vit(_arch))
-    register_backbone("video_" + _arch.split("_patch")[0])(_video_vit(_arch))
+    register_backbone("video_" + _arch.split("_patch")[0], video=True)(_video_vit(_arch))
 
 
 def create_backbone(name: str, img_size: int = 32, **kw) -> Backbone:

@@ -35,7 +35,7 @@ def _console():
 def _add_data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", default=None,
                    help="benchmark id NAME-vN (see `bench benchmarks`); fixes data, eval resolution and probe protocol "
-                        "(default: imagenette64-v1; with a video --data: moving-shapes-v1)")
+                        "(default: imagenette64-v1; with a video --data: the latest moving-shapes)")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="run the benchmark's protocol on another dataset, e.g. imagefolder:PATH, videofolder:PATH or "
                         "moving-shapes:n_train=N,n_val=M (results go under custom-<name>-v1, never mixed with the "
@@ -159,7 +159,7 @@ def _print_record(rec) -> None:
 
 def _benchmark(args):
     from bench.benchmarks import adhoc_benchmark, get_benchmark
-    if args.data:  # the base protocol defaults by modality: imagenette64-v1, or moving-shapes-v1 for video data
+    if args.data:  # the base protocol defaults by modality: imagenette64-v1, or the latest moving-shapes for video
         return adhoc_benchmark(args.data, base=args.benchmark)
     return get_benchmark(args.benchmark or "imagenette64-v1")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backbones import create_backbone
+from bench.backbones import create_backbone, is_video_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, recipe_label
 from bench.data import ImageData, load_split
@@ -68,7 +68,7 @@ def check_image_size(data: ImageData, crop: int, what: str) -> None:
 def check_modality(cfg: TrainConfig, data: ImageData) -> None:
     """Clips (N, T, 3, H, W) need a video backbone whose tubelets tile them; images need an image backbone."""
     video = data.images.ndim == 5
-    if video != cfg.backbone.startswith("video_"):
+    if video != is_video_backbone(cfg.backbone):
         raise ConfigError(f"{data.spec} holds {'video clips' if video else 'images'} but backbone {cfg.backbone!r} "
                           f"takes {'images' if video else 'clips'}; use "
                           + ("a video backbone (--backbone video_vit_tiny | video_vit_small)" if video

@@ -49,6 +49,7 @@ def test_train_probe_and_run_on_moving_shapes_write_video_records(tmp_path, caps
 
 @pytest.mark.parametrize("argv,message", [
     (["--method", "simclr", "--data", TINY], "holds video clips but backbone 'resnet18'"),
+    (["--recipe", "random_video", "--benchmark", "imagenette-mini-v1"], "holds images but backbone 'video_vit_tiny'"),
     (["--method", "vjepa", "--data", TINY, "--benchmark", "imagenette-mini-v1"], "is video data but"),
     (["--recipe", "random_video", "--data", TINY, "--set", "backbone_kwargs.tubelet=3"], "tubelets"),
     (["--recipe", "random_video", "--data", "moving-shapes:n_frames=3"], "bad moving-shapes option"),
@@ -176,3 +177,12 @@ def test_videofolder_run_end_to_end_and_corrupt_file_error(video_folder, tmp_pat
     with pytest.raises(DataError, match="broken.mp4"):
         from bench.data.video_folder import read_clip
         read_clip(bad / "train" / "a" / "broken.mp4", 4)
+
+
+def test_adhoc_video_data_takes_the_latest_moving_shapes_protocol():
+    from bench.benchmarks import adhoc_benchmark, get_benchmark
+    latest = get_benchmark("moving-shapes")
+    assert latest.superseded_by is None and get_benchmark("moving-shapes-v1").superseded_by == latest.id
+    b = adhoc_benchmark(TINY)
+    assert b.id == "custom-moving-shapes-n-train-48-n-val-24-v1" and b.attentive_standardize == latest.attentive_standardize
+    assert adhoc_benchmark(TINY, base="moving-shapes-v1").attentive_standardize != latest.attentive_standardize

@@ -170,16 +170,17 @@ def check_records(benchmark: Benchmark, records: list) -> None:
 def adhoc_benchmark(data: str, base: str | None = None) -> Benchmark:
     """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``). Its id is
     ``custom-<dataset>-v1``: such results never mix with the named benchmark's. ``base`` defaults to
-    imagenette64-v1, or moving-shapes-v1 for video specs (``moving-shapes[:...]``, ``videofolder:PATH``)."""
+    imagenette64-v1, or the latest moving-shapes version for video specs (``moving-shapes[:...]``,
+    ``videofolder:PATH``)."""
     import re
     from pathlib import Path
 
     from bench.data import is_video_spec
     video = is_video_spec(data)
-    b = get_benchmark(base or ("moving-shapes-v1" if video else "imagenette64-v1"))
+    b = get_benchmark(base or ("moving-shapes" if video else "imagenette64-v1"))
     if video != b.is_video:
         kind, other = ("video", "an image") if video else ("image", "a video")
-        example = "moving-shapes-v1" if video else "imagenette64-v1"
+        example = get_benchmark("moving-shapes").id if video else "imagenette64-v1"
         raise ConfigError(f"dataset {data!r} is {kind} data but {b.id} is {other} benchmark; pick a "
                           f"{kind} benchmark with --benchmark (e.g. {example})")
     name = data if data.startswith("moving-shapes") else Path(data.split(":", 1)[-1]).name

@@ -125,7 +125,7 @@ def _load_video_split(spec: str, split: str, *, size: int | None, frames: int, s
                       cache_dir, progress: bool):
     if frames <= 0:
         raise DataError(f"dataset {spec!r} is video: it needs a video benchmark (frames > 0), e.g. "
-                        f"--benchmark moving-shapes-v1")
+                        f"--benchmark moving-shapes-v2")
     if spec.startswith("videofolder:"):
         from bench.data.video_folder import load_videofolder
         root = Path(spec.split(":", 1)[1]).expanduser()

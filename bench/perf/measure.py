@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.backbones import is_video_backbone
 from bench.config import TrainConfig
 
 
@@ -70,7 +71,7 @@ def train_config(opts: PerfOptions, epochs: int = 1) -> TrainConfig:
 def _fake_data(opts: PerfOptions, cfg: TrainConfig, n: int, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Random uint8 images (n, 3, S, S), or clips (n, frames, 3, S, S) for a video backbone, and labels."""
     g = torch.Generator().manual_seed(opts.seed)
-    shape = (n, opts.frames, 3) if cfg.backbone.startswith("video_") else (n, 3)
+    shape = (n, opts.frames, 3) if is_video_backbone(cfg.backbone) else (n, 3)
     images = torch.randint(0, 256, (*shape, opts.img_size, opts.img_size), generator=g, dtype=torch.uint8)
     return images, torch.randint(0, classes, (n,), generator=g)
 
