@@ -65,9 +65,10 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Ten
 def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations: int = 3) -> torch.Tensor:
     """DINOv2's teacher targets (B, K) from logits (B, K): Q = exp(t / tau_t), then ``iterations`` rounds of
     "each prototype's total = B / K" and "each row sums to 1" over the *global* batch (gathered under DDP,
-    this rank's rows returned). Rows sum to 1; with enough rounds every column sums to B / K."""
-    local, n = teacher_logits.float(), len(teacher_logits)
-    logits = distributed.gather_uneven(local)
+    every rank holding the same number of rows; this rank's rows returned). Rows sum to 1; with enough rounds
+    every column sums to B / K."""
+    n = len(teacher_logits)
+    logits = distributed.gather(teacher_logits.float())
     q = torch.exp((logits - logits.max()) / teacher_temp)  # the global max: a constant factor, removed below
     q /= q.sum()
     b, k = q.shape
@@ -75,8 +76,7 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations
         q /= q.sum(0, keepdim=True) * k
         q /= q.sum(1, keepdim=True) * b
     q *= b
-    start = distributed.rank() * n if distributed.is_distributed() else 0
-    return q[start:start + n]
+    return q[distributed.rank() * n:(distributed.rank() + 1) * n]
 
 
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

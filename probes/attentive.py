@@ -81,7 +81,8 @@ def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs
     """Select (lr, wd) on a hold-out of train, refit the chosen probe on all of train, score test once.
     ``standardize``: first z-score every channel with the mean / std of the train tokens (never the test's)."""
     if standardize:
-        mean, std = train_tokens.float().mean((0, 1)), train_tokens.float().std((0, 1)).clamp_min(1e-6)
+        std, mean = torch.std_mean(train_tokens.float(), dim=(0, 1))
+        std = std.clamp_min(1e-6)
         train_tokens, test_tokens = (train_tokens - mean) / std, (test_tokens - mean) / std
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_classes = num_classes or int(train_labels.max()) + 1

@@ -124,8 +124,9 @@ def is_video_spec(spec: str) -> bool:
 def _load_video_split(spec: str, split: str, *, size: int | None, frames: int, stride: int, label: str | None,
                       cache_dir, progress: bool):
     if frames <= 0:
+        from bench.benchmarks import get_benchmark
         raise DataError(f"dataset {spec!r} is video: it needs a video benchmark (frames > 0), e.g. "
-                        f"--benchmark moving-shapes-v2")
+                        f"--benchmark {get_benchmark('moving-shapes').id}")
     if spec.startswith("videofolder:"):
         from bench.data.video_folder import load_videofolder
         root = Path(spec.split(":", 1)[1]).expanduser()
