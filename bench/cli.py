@@ -252,6 +252,32 @@ def cmd_reference(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from itertools import groupby
+    from rich.table import Table
+    from bench.runs import age, list_runs
+    runs = [r for r in list_runs(args.runs_dir, args.results, args.benchmark) if not args.state or r.state in args.state]
+    if not runs:
+        print(f"no run folders under {Path(args.runs_dir) / (args.benchmark or '')}"
+              + (f" in state {', '.join(args.state)}" if args.state else ""))
+        return 0
+    colour = {"recorded": "green", "training": "cyan", "trained": "yellow", "interrupted": "yellow", "empty": "red"}
+    console = _console()
+    if not console.is_terminal:  # a log file or pipe: whole run ids rather than 80 columns
+        console.width = 160
+    for bench_id, group in groupby(runs, key=lambda r: r.benchmark):
+        group = list(group)
+        table = Table("run", "recipe", "seed", "state", "progress", "updated", title=bench_id, title_justify="left")
+        for r in group:
+            table.add_row(r.run_id, r.recipe, str(r.seed), f"[{colour[r.state]}]{r.state}[/]", r.progress,
+                          f"{age(r.updated)} ago")
+        console.print(table)
+        for r in group:
+            if r.state != "recorded":
+                console.print(f"  {r.run_id} ({r.state}): {r.detail}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_probe(args) -> int:
     from bench.runner import probe_run
     rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
@@ -428,6 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "them), run in this order")
     _add_batch_opts(p)
     p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("runs", help="list run folders: recorded, trained (not probed), training now, or interrupted "
+                       "(with the command that continues each)")
+    p.add_argument("benchmark", nargs="?", default=None, help="only this benchmark id's runs (default: all)")
+    p.add_argument("--state", nargs="+", default=None, choices=["recorded", "trained", "training", "interrupted", "empty"],
+                   help="only runs in these states")
+    p.add_argument("--runs-dir", default="runs", help="where run folders are")
+    p.add_argument("--results", default="results", help="folder of run records")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")

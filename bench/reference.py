@@ -18,6 +18,7 @@ from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, make_config, recipe_label
 from bench.errors import ConfigError, PluginError, TrainingError
 from bench.records import config_hash, load_records
+from bench.runs import lock_holder
 
 
 @dataclass(frozen=True)
@@ -112,23 +113,28 @@ def run_missing(benchmark: Benchmark, todo: list[tuple[Setup, int, TrainConfig]]
                 data_root: str | None = None, cache_dir: str | None = None, log=print) -> tuple[int, list[str]]:
     """Train / resume / probe the ``todo`` runs of :func:`missing_runs`, one after another. A run that fails
     (NaN loss, a broken plugin: its failed record is written) does not stop the others; an interruption
-    (SIGTERM, Ctrl-C) does. Returns (runs recorded, names of the failed runs)."""
+    (SIGTERM, Ctrl-C) does; an interrupted run that another process is training now is skipped. Returns
+    (runs recorded, names of the failed runs)."""
     from bench.runner import load_benchmark_data
     if not todo:
         return 0, []
     data = load_benchmark_data(benchmark, data_root, cache_dir)
-    failed = []
+    failed, recorded = [], 0
     for i, (setup, seed, cfg) in enumerate(todo, 1):
         run_dir = interrupted_run(cfg, setup.recipe, benchmark, runs_dir)
         name = f"{setup.label} seed {seed}"
+        if run_dir is not None and (pid := lock_holder(run_dir)) is not None:
+            log(f"[{i}/{len(todo)}] {name}: skipped, {run_dir} is being trained by another process (pid {pid})")
+            continue
         log(f"[{i}/{len(todo)}] {name}: " + ("new run" if run_dir is None else f"continuing {run_dir}"))
         try:
             _produce(setup, cfg, run_dir, benchmark, data, results_dir=results_dir, runs_dir=runs_dir,
                      progress=progress, cache_dir=cache_dir)
+            recorded += 1
         except (TrainingError, PluginError) as e:
             log(f"[{i}/{len(todo)}] {name} failed: {e}")
             failed.append(name)
-    return len(todo) - len(failed), failed
+    return recorded, failed
 
 
 def _produce(setup: Setup, cfg: TrainConfig, run_dir: Path | None, benchmark: Benchmark, data, *,

@@ -24,6 +24,7 @@ from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
+from bench.runs import run_lock
 from methods import get_method
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -153,12 +154,19 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
                 "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
         atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
+    with run_lock(run_dir):  # one trainer per run folder: a second resume of it is refused
+        _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None)
+    return run_dir
+
+
+def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark: Benchmark, data: BenchData,
+                  results_dir, progress: bool, resume: bool) -> None:
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
-                         num_classes=len(data.train.classes), progress=progress, resume=resume is not None)
+                         num_classes=len(data.train.classes), progress=progress, resume=resume)
         except TrainingError as e:
             if results_dir is not None:
                 write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
@@ -171,7 +179,6 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
     info["status"] = "trained"
     atomic_torch_save(method.encoder.state_dict(), run_dir / "encoder.pt")
     atomic_write_json(run_dir / "run.json", info)
-    return run_dir
 
 
 def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
