@@ -278,6 +278,12 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_curves(args) -> int:
+    from bench.curves import plot_curves
+    _console().print(f"written: {plot_curves(args.run_dirs, args.out)}")
+    return 0
+
+
 def cmd_probe(args) -> int:
     from bench.runner import probe_run
     rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
@@ -463,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where run folders are")
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("curves", help="plot the training curves (loss, online probe, effective rank, feature std per "
+                       "epoch) of run folders, one line per run")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (runs/<benchmark>/<run_id>)")
+    p.add_argument("--out", default="curves.png", help="output file: .png, .svg or .pdf (default: curves.png)")
+    p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
