@@ -148,7 +148,8 @@ def collect_hardware() -> dict:
 
 
 def git_sha(repo_root: str | os.PathLike) -> str | None:
-    """``git rev-parse HEAD`` of repo_root, with ``-dirty`` when the tree has changes; None outside git."""
+    """``git rev-parse HEAD`` of repo_root, with ``-dirty`` when the tree has changes; outside git (a copy of the
+    tree without .git, e.g. on a rented GPU machine) ``$BENCH_GIT_SHA`` if set, else None."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo_root), *args], capture_output=True, text=True,
                               check=True, timeout=30).stdout.strip()
@@ -156,7 +157,7 @@ def git_sha(repo_root: str | os.PathLike) -> str | None:
         sha = git("rev-parse", "HEAD")
         return sha + ("-dirty" if git("status", "--porcelain") else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("BENCH_GIT_SHA") or None
 
 
 def new_run_id(method: str, seed: int) -> str:

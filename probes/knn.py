@@ -1,7 +1,8 @@
 """Weighted k-NN on frozen features (Wu et al. 2018; DINO's protocol).
 
-Features are L2-normalised, neighbours found by inner product (= cosine) with faiss, and each
-of the k neighbours votes for its class with weight exp(sim / T):
+Features are L2-normalised, neighbours found by exact inner product (= cosine) with faiss (or, where
+faiss is not installed, the same exact search in torch: chunked matmul + topk, on the GPU when there is
+one), and each of the k neighbours votes for its class with weight exp(sim / T):
 
     score_c(q) = sum_{i in topk(q)} exp(cos(q, x_i) / T) * [y_i = c]
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 
-import faiss
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -20,13 +20,21 @@ from torch.nn import functional as F
 from probes.result import ProbeResult, pick_best, topk_accuracy
 from probes.selection import holdout_split
 
+try:
+    import faiss
+except ImportError:  # e.g. a GPU image without the faiss wheel: torch_knn_search does the same exact search
+    faiss = None
+
 
 def knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int, chunk: int = 16384
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine similarities and indices of the k nearest train rows for each query: (Q, k) each.
 
     Exact inner-product search (``IndexFlatIP``), on the GPU when faiss-gpu sees one, with the queries
-    searched ``chunk`` at a time so temporary memory stays bounded for large query sets."""
+    searched ``chunk`` at a time so temporary memory stays bounded for large query sets. Without faiss:
+    :func:`torch_knn_search`."""
+    if faiss is None:
+        return torch_knn_search(train_feats, query_feats, k)
     train = np.ascontiguousarray(F.normalize(train_feats.float(), dim=1).numpy())
     index = _flat_ip_index(train.shape[1])
     index.add(train)
@@ -37,6 +45,24 @@ def knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int, chu
         s, j = index.search(query, k)
         sims.append(torch.from_numpy(s))
         idx.append(torch.from_numpy(j).long())
+    if not sims:
+        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def torch_knn_search(train_feats: torch.Tensor, query_feats: torch.Tensor, k: int, chunk: int = 4096,
+                     device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`knn_search` in torch: chunked (queries x train) cosine matmul + topk, on ``device`` (default: the
+    GPU when there is one); (Q, k) similarities and indices on the CPU."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train = F.normalize(train_feats.float().to(device), dim=1)
+    k = min(k, len(train))
+    sims, idx = [], []
+    for i in range(0, len(query_feats), chunk):
+        q = F.normalize(query_feats[i:i + chunk].float().to(device), dim=1)
+        s, j = (q @ train.T).topk(k, dim=1)
+        sims.append(s.cpu())
+        idx.append(j.cpu())
     if not sims:
         return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
     return torch.cat(sims), torch.cat(idx)

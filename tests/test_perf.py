@@ -24,18 +24,6 @@ def test_quick_options_and_overrides():
     assert quick.batch_size == QUICK["batch_size"] and quick.knn_train == QUICK["knn_train"] and quick.steps == 1
 
 
-def test_brute_force_knn_matches_faiss():
-    from bench.perf.measure import brute_force_knn
-    from probes.knn import knn_search
-    g = torch.Generator().manual_seed(0)
-    train, query = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g)
-    f_sims, f_idx = knn_search(train, query, 5)
-    b_sims, b_idx = brute_force_knn(train, query, 5, chunk=16)
-    assert torch.equal(f_idx, b_idx) and torch.allclose(f_sims, b_sims, atol=1e-5)
-    c_sims, c_idx = knn_search(train, query, 5, chunk=7)  # queries searched 7 at a time: same answer
-    assert torch.equal(c_idx, f_idx) and torch.equal(c_sims, f_sims)
-
-
 def test_unknown_section_is_a_clear_error(tmp_path, capsys):
     assert main(["perf", "--only", "train,gpu", "--out", str(tmp_path / "p.json")]) == 2
     assert "unknown perf section" in capsys.readouterr().err

@@ -42,6 +42,24 @@ def test_faiss_knn_equals_brute_force(k, t):
     assert torch.equal(ours.argmax(1), ref.argmax(1))
 
 
+def test_torch_knn_search_matches_faiss_and_stands_in_without_it(monkeypatch):
+    import probes.knn as knn
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g)
+    f_sims, f_idx = knn.knn_search(train, query, 5)
+    t_sims, t_idx = knn.torch_knn_search(train, query, 5, chunk=16, device="cpu")
+    assert torch.equal(f_idx, t_idx) and torch.allclose(f_sims, t_sims, atol=1e-5)
+    c_sims, c_idx = knn.knn_search(train, query, 5, chunk=7)  # queries searched 7 at a time: same answer
+    assert torch.equal(c_idx, f_idx) and torch.equal(c_sims, f_sims)
+    y = torch.randint(0, 3, (300,), generator=g)
+    qy = torch.randint(0, 3, (40,), generator=g)
+    with_faiss = knn.knn_probe(train, y, query, qy, ks=(5, 10), temperatures=(0.05,))
+    monkeypatch.setattr(knn, "faiss", None)  # faiss not installed: the torch search gives the same probe
+    assert knn.knn_search(train, query, 5)[1].equal(f_idx)
+    without = knn.knn_probe(train, y, query, qy, ks=(5, 10), temperatures=(0.05,))
+    assert (without.top1, without.selected) == (with_faiss.top1, with_faiss.selected)
+
+
 def test_knn_small_temperature_does_not_overflow():
     x, y = blobs(300, spread=0.5)
     scores = knn_classify(x, y, x[:50], k=100, temperature=0.001, num_classes=5)

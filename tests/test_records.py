@@ -89,6 +89,14 @@ def test_helpers(tmp_path):
     assert git_sha(tmp_path) is None  # not a repository
 
 
+def test_git_sha_outside_git_comes_from_bench_git_sha(tmp_path, monkeypatch):
+    """A copy of the tree without .git (a rented GPU machine) records the sha the copy was made from."""
+    monkeypatch.setenv("BENCH_GIT_SHA", "0123abc-dirty")
+    assert git_sha(tmp_path) == "0123abc-dirty"
+    monkeypatch.setenv("BENCH_GIT_SHA", "")
+    assert git_sha(tmp_path) is None
+
+
 def test_git_sha_marks_dirty(tmp_path):
     import subprocess
     run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731

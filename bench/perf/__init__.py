@@ -39,11 +39,12 @@ def _loadavg() -> list[float] | None:
 
 
 def _env() -> dict:
-    import faiss
     import lightning
     import torch
+
+    from probes.knn import faiss
     return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-            "faiss": faiss.__version__, "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            "faiss": getattr(faiss, "__version__", None), "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available()
             else "cpu", "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "machine": platform.machine()}
 

@@ -223,32 +223,22 @@ def linear_grid(opts: PerfOptions) -> dict:
             "epochs": opts.probe_epochs, "grid1_s": t1, "grid20_s": t20, "grid20_vs_grid1": t20 / t1}
 
 
-def brute_force_knn(train: torch.Tensor, query: torch.Tensor, k: int, chunk: int = 4096):
-    """Cosine k-NN by chunked matmul + topk in torch: (Q, k) similarities and indices."""
-    from torch.nn import functional as F
-    train = F.normalize(train.float(), dim=1)
-    sims, idx = [], []
-    for i in range(0, len(query), chunk):
-        q = F.normalize(query[i:i + chunk].float(), dim=1)
-        s, j = (q @ train.T).topk(min(k, len(train)), dim=1)
-        sims.append(s)
-        idx.append(j)
-    return torch.cat(sims), torch.cat(idx)
-
-
 def knn(opts: PerfOptions) -> dict:
-    from probes.knn import knn_search
+    from probes.knn import faiss, knn_search, torch_knn_search
+    if faiss is None:
+        from bench.errors import ConfigError
+        raise ConfigError("perf section 'knn' compares faiss with torch, and faiss is not installed (pip install faiss-cpu)")
 
     g = torch.Generator().manual_seed(opts.seed)
     train = torch.randn(opts.knn_train, opts.knn_dim, generator=g)
     query = torch.randn(opts.knn_queries, opts.knn_dim, generator=g)
     knn_search(train[:256], query[:64], opts.knn_k)  # warm-up (faiss thread pool)
-    brute_force_knn(train[:256], query[:64], opts.knn_k)
+    torch_knn_search(train[:256], query[:64], opts.knn_k, device="cpu")
     t = time.perf_counter()
     f_sims, f_idx = knn_search(train, query, opts.knn_k)
     t_faiss = time.perf_counter() - t
     t = time.perf_counter()
-    b_sims, b_idx = brute_force_knn(train, query, opts.knn_k)
+    b_sims, b_idx = torch_knn_search(train, query, opts.knn_k, device="cpu")
     t_brute = time.perf_counter() - t
     return {"train": opts.knn_train, "queries": opts.knn_queries, "dim": opts.knn_dim, "k": opts.knn_k,
             "faiss_s": t_faiss, "brute_force_s": t_brute, "faiss_speedup": t_brute / t_faiss,
