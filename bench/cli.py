@@ -461,10 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_opts(p)
     p.set_defaults(func=cmd_reference)
 
+    from bench.runs import STATES
     p = sub.add_parser("runs", help="list run folders: recorded, trained (not probed), training now, or interrupted "
                        "(with the command that continues each)")
     p.add_argument("benchmark", nargs="?", default=None, help="only this benchmark id's runs (default: all)")
-    p.add_argument("--state", nargs="+", default=None, choices=["recorded", "trained", "training", "interrupted", "empty"],
+    p.add_argument("--state", nargs="+", default=None, choices=STATES,
                    help="only runs in these states")
     p.add_argument("--runs-dir", default="runs", help="where run folders are")
     p.add_argument("--results", default="results", help="folder of run records")

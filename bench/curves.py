@@ -6,12 +6,14 @@ the Lightning CSV logs of every training segment (a resumed run logs each segmen
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.runs import metrics_logs
 
 __all__ = ["CURVES", "load_curves", "plot_curves"]
 
@@ -25,7 +27,7 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     order they were written; when an epoch was logged by two segments (interrupted mid-epoch, then resumed)
     the later segment's value counts, and NaN cells never overwrite a value."""
     run_dir = Path(run_dir)
-    paths = sorted((run_dir / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    paths = metrics_logs(run_dir)
     if not paths:
         raise BenchError(f"{run_dir} has no training logs (logs/**/metrics.csv): is it a run folder of `bench train`?")
     merged = pd.DataFrame()
@@ -78,7 +80,6 @@ def plot_curves(run_dirs: list[str | Path], out: str | Path) -> Path:
             ax.set_yscale("log")  # methods' losses differ by orders of magnitude
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    import io
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "ssl-bench"}):
         fig.savefig(buf, format=out.suffix.lower().lstrip("."), dpi=120)

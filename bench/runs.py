@@ -24,9 +24,17 @@ try:
 except ImportError:  # not POSIX: no lock (the rest works)
     fcntl = None
 
-__all__ = ["RunState", "list_runs", "lock_holder", "run_lock"]
+__all__ = ["STATES", "RunState", "list_runs", "lock_holder", "metrics_logs", "run_lock"]
 
 LOCK_NAME = ".lock"
+#: what ``bench runs`` tells apart (see :class:`RunState`)
+STATES = ("recorded", "trained", "training", "interrupted", "empty")
+
+
+def metrics_logs(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's Lightning CSV logs, one per training segment (``logs/metrics.csv``, ``logs/resumed-*/...``),
+    oldest first."""
+    return sorted((Path(run_dir) / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
 
 
 @contextmanager
@@ -93,8 +101,7 @@ class RunState:
 
 def _last_logged(run_dir: Path) -> tuple[int | None, int | None]:
     """(epoch, step) of the last row of the newest ``logs/**/metrics.csv`` (Lightning's CSVLogger)."""
-    logs = sorted((run_dir / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(logs):
+    for path in reversed(metrics_logs(run_dir)):
         try:
             with path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
@@ -132,7 +139,7 @@ def _state(run_dir: Path, benchmark: str, results_dir: Path) -> RunState | None:
     else:
         state, detail, done = "empty", "no checkpoint: start it again", 0
     stamps = [p.stat().st_mtime for p in (run_dir / "run.json", ckpt, run_dir / "encoder.pt") if p.exists()]
-    stamps += [p.stat().st_mtime for p in (run_dir / "logs").glob("**/metrics.csv")]
+    stamps += [p.stat().st_mtime for p in metrics_logs(run_dir)]
     return RunState(run_dir, benchmark, run_id, info.get("recipe") or info.get("method", "?"), cfg.get("seed"),
                     state, done, epochs, step, max(stamps), detail)
 
