@@ -103,6 +103,15 @@ def _selected(sel: dict) -> str:
                    for probe, hp in sorted(sel.items()))
 
 
+def _code(r: RunRecord) -> str:
+    """``<br>code: trained a1b2c3d, probed e4f5a6b`` (git shas, short; ``-dirty`` kept), or "" when unknown."""
+    def short(sha: str | None) -> str:
+        return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "") if sha else "?"
+    trained = list(dict.fromkeys(short(s.get("git_sha")) for s in r.training))
+    parts = ([f"trained {', '.join(trained)}"] if trained else []) + ([f"probed {short(r.git_sha)}"] if r.git_sha else [])
+    return f"<br>code: {escape(', '.join(parts))}" if parts else ""
+
+
 def _runs(run_ids: str, records: dict[str, RunRecord], hrefs: dict[str, str], headline: str) -> str:
     items = []
     for rid in str(run_ids).split():
@@ -112,7 +121,7 @@ def _runs(run_ids: str, records: dict[str, RunRecord], hrefs: dict[str, str], he
         if r is not None:
             score = r.scores.get(headline)
             item += (f"<br>seed {r.seed} · {escape(r.status)} · {escape(headline)} "
-                     f"{'–' if score is None else f'{score:.2f}'}{_selected(r.selected)}")
+                     f"{'–' if score is None else f'{score:.2f}'}{_selected(r.selected)}{_code(r)}")
         items.append(f"<li>{item}</li>")
     n = len(items)
     return f"<details><summary>{n} run{'s' * (n != 1)}</summary><ul>{''.join(items)}</ul></details>"

@@ -59,7 +59,7 @@ class RunRecord(_Strict):
     seed: int
     config: dict[str, Any]
     config_hash: str
-    git_sha: str | None
+    git_sha: str | None  # the code that probed (and, for a run trained in one go right before, trained)
     env: dict[str, Any]
     hardware: dict[str, Any]
     wall_time_s: float
@@ -74,6 +74,14 @@ class RunRecord(_Strict):
     monitors: dict[str, float] = {}
     error: str | None = None
     created_at: str
+    # one entry per training session of the run (a start, then each resume): started_at, ended_at (absent if
+    # interrupted), git_sha, hardware, env; empty for untrained baselines and records written before it existed
+    training: list[dict[str, Any]] = []
+
+    @property
+    def train_hardware(self) -> list[dict[str, Any]]:
+        """The machines that trained the run (its segments'), else the one that probed it."""
+        return [s["hardware"] for s in self.training if s.get("hardware")] or [self.hardware]
 
     @field_validator("scores")
     @classmethod

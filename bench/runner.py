@@ -151,7 +151,8 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         method = build_method(cfg)
         info = {"run_id": new_run_id(method.name, cfg.seed), "method": method.name, "recipe": recipe_label(recipe),
                 "config": cfg.model_dump(mode="json"), "benchmark": benchmark.id, "status": "running",
-                "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False}}
+                "train": {"train_time_s": 0.0, "images_seen": 0, "epochs": 0, "monitors": {}, "collapsed": False,
+                          "segments": []}}
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
         atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
     with run_lock(run_dir):  # one trainer per run folder: a second resume of it is refused
@@ -159,10 +160,22 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
     return run_dir
 
 
+def _start_segment(info: dict, run_dir: Path) -> dict:
+    """Append this training session (a first start or a resume) to ``run.json``'s ``train.segments`` before it
+    trains: the code (git sha), machine and library versions each part of a run was trained with. ``ended_at``
+    is filled when the session finishes training; an interrupted one keeps only ``started_at``."""
+    segment = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "git_sha": git_sha(REPO_ROOT), "hardware": collect_hardware(), "env": collect_env()}
+    info["train"].setdefault("segments", []).append(segment)
+    atomic_write_json(run_dir / "run.json", info)
+    return segment
+
+
 def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark: Benchmark, data: BenchData,
                   results_dir, progress: bool, resume: bool) -> None:
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
+        segment = _start_segment(info, run_dir)
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
@@ -171,11 +184,12 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
             if results_dir is not None:
                 write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
                                        wall_time_s=time.perf_counter() - start, images_seen=0, scores={},
-                                       selected={}), results_dir)
+                                       selected={}, training=info["train"]["segments"]), results_dir)
             raise
+        segment["ended_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         info["train"] = {"train_time_s": result.train_time_s, "images_seen": result.images_seen,
                          "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
-                         "monitor_history": result.monitor_history}
+                         "monitor_history": result.monitor_history, "segments": info["train"]["segments"]}
     info["status"] = "trained"
     atomic_torch_save(method.encoder.state_dict(), run_dir / "encoder.pt")
     atomic_write_json(run_dir / "run.json", info)
@@ -217,7 +231,7 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
         probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=train["images_seen"],
         params=sum(p.numel() for p in encoder.parameters()),
         epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
-        holdout=report.get("holdout", {}), monitors=train["monitors"],
+        holdout=report.get("holdout", {}), monitors=train["monitors"], training=train.get("segments", []),
     )
     write_record(record, results_dir)
     return record

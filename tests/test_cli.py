@@ -50,6 +50,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     bench = adhoc_benchmark(f"imagefolder:{tiny_folder}")
     cfg = make_config("simclr", epochs=1, batch_size=16, backbone_kwargs={"stem": "imagenet"})
     run_dir = train_run(cfg, bench, runs_dir=tmp_path / "runs", progress=False, cache_dir=tmp_path / "cache")
+    (first,) = json.loads((run_dir / "run.json").read_text())["train"]["segments"]
+    assert first["started_at"] <= first["ended_at"] and first["hardware"]["cpu_count"] and first["env"]["torch"]
+    assert "git_sha" in first
     # pretend the run was planned for 2 epochs and got interrupted after the first
     info = json.loads((run_dir / "run.json").read_text())
     info["config"]["epochs"], info["status"] = 2, "running"
@@ -67,6 +70,13 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     assert info["train"]["images_seen"] == 2 * 2 * 16 * 4  # both epochs counted
     assert len(info["train"]["monitor_history"]) == 2
     assert info["train"]["train_time_s"] > 1000.0  # the earlier process's training time is added, not reset
+    # each training session is kept (code, machine, versions), and the record carries them
+    segments = info["train"]["segments"]
+    assert len(segments) == 2 and segments[0] == first and segments[1]["started_at"] >= first["ended_at"]
+    assert main(["probe", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--results", str(tmp_path / "res"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    (record,) = load_records(tmp_path / "res")
+    assert record.training == segments
 
 
 @pytest.mark.parametrize("argv,needle", [

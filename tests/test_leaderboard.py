@@ -49,7 +49,8 @@ def records():
         registered_rec("barlow", 0, 75.0, status="collapsed"),
         registered_rec("barlow", 1, None, status="failed", error="NaN loss"),
         registered_rec("simclr", 0, 99.0, version=2),  # another version: never mixed in
-        registered_rec("random", 0, 20.0),
+        registered_rec("random", 0, 20.0, git_sha="f" * 40,
+                       training=[{"git_sha": "a" * 40}, {"git_sha": "b" * 40 + "-dirty"}, {"git_sha": None}]),
     ]
 
 
@@ -128,12 +129,16 @@ def test_cost_columns_params_hardware_time():
                             rec("dino", 0, 60.0, params=5_500_000, hardware=gpu, wall_time_s=30.0),
                             rec("random", 0, 20.0),
                             rec("barlow", 0, 50.0, hardware={**cpu, "cpu_isa": "AVX2"}),
-                            rec("barlow", 1, 51.0, hardware={**cpu, "cpu_isa": "AVX512"})], BID)
+                            rec("barlow", 1, 51.0, hardware={**cpu, "cpu_isa": "AVX512"}),
+                            # trained in two sessions on a GPU, probed later on a CPU: the column names the GPU
+                            rec("ijepa", 0, 55.0, hardware=cpu, training=[{"hardware": gpu}, {"hardware": gpu}]),
+                            rec("ijepa", 1, 56.0, hardware=gpu, training=[{"hardware": cpu}])], BID)
     by = df.set_index("method")
     assert by.loc["simclr", "params"] == 11_168_832 and by.loc["simclr", "hardware"] == "AMD EPYC, 2 cores"
     assert by.loc["dino", "hardware"] == "2x NVIDIA H100" and pd.isna(by.loc["random", "params"])
     # seeds trained on different CPUs (several-fold apart in speed) show both, with the vector ISA
     assert by.loc["barlow", "hardware"] == "AMD EPYC (AVX2), 2 cores; AMD EPYC (AVX512), 2 cores"
+    assert by.loc["ijepa", "hardware"] == "2x NVIDIA H100; AMD EPYC, 2 cores"
     md = render_leaderboard(df, "md")
     simclr = next(line for line in md.splitlines() if "| simclr |" in line)
     assert "| 11.2M |" in simclr and "| 33 min |" in simclr and "| AMD EPYC, 2 cores |" in simclr
@@ -238,6 +243,7 @@ def test_html_page_rows_plot_links_details(tmp_path, records):
     assert all((page.parent / link).resolve().is_file() for link in links)
     assert tbody.count("<details>") == 3 and "<summary>3 runs</summary>" in tbody
     assert "knn: T=0.07, k=20" in tbody and "linear: lr=0.3" in tbody and "seed 2" in tbody
+    assert "code: trained aaaaaaa, bbbbbbb-dirty, ?, probed fffffff" in tbody  # the commits of each part
     failed = next(r for r in records if r.status == "failed")
     assert failed.run_id not in html
 
