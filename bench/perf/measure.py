@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import tempfile
 import time
 from dataclasses import dataclass
@@ -108,7 +110,8 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     """The same step without Lightning: augment, loss, backward, optimiser + lr schedule, EMA hook."""
     from bench.augment import ViewAugmenter
     from bench.runner import build_method
-    from bench.train import SSLModule, _precision, step_seed, train_loader, uses_channels_last
+    from bench.cpu_bf16 import FastCPUBF16
+    from bench.train import SSLModule, _precision, step_seed, train_loader, uses_channels_last, widens_cpu_bf16
     from methods.base import split_loss
 
     device = _device()
@@ -126,25 +129,27 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     bf16 = _precision(cfg) == "bf16-mixed"
     total = len(loader) * cfg.epochs
     start = None
-    for step, (x, _) in enumerate(loader):
-        if step == opts.warmup:
-            _sync(device)
-            start = time.perf_counter()
-        torch.manual_seed(step_seed(cfg.seed, step))
-        views = augment(x.to(device, non_blocking=True))
-        if channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = split_loss(method.training_loss(views), method.name)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        method.on_step_end(step, total)
-        if step == opts.warmup + opts.steps - 1:
-            break
+    # what fit does for bf16 on a CPU without native bf16 (forward and backward through the fp32 kernels)
+    with FastCPUBF16() if widens_cpu_bf16(cfg) else contextlib.nullcontext():
+        for step, (x, _) in enumerate(loader):
+            if step == opts.warmup:
+                _sync(device)
+                start = time.perf_counter()
+            torch.manual_seed(step_seed(cfg.seed, step))
+            views = augment(x.to(device, non_blocking=True))
+            if channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss, _ = split_loss(method.training_loss(views), method.name)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            method.on_step_end(step, total)
+            if step == opts.warmup + opts.steps - 1:
+                break
     _sync(device)
     return time.perf_counter() - start
 
