@@ -160,12 +160,16 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
     return run_dir
 
 
-def _start_segment(info: dict, run_dir: Path) -> dict:
+def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
     """Append this training session (a first start or a resume) to ``run.json``'s ``train.segments`` before it
-    trains: the code (git sha), machine and library versions each part of a run was trained with. ``ended_at``
-    is filled when the session finishes training; an interrupted one keeps only ``started_at``."""
+    trains: the code (git sha), machine and library versions each part of a run was trained with (and
+    ``cpu_bf16: widened`` when bf16 ran through ``bench.cpu_bf16``). ``ended_at`` is filled when the session
+    finishes training; an interrupted one keeps only ``started_at``."""
+    from bench.train import widens_cpu_bf16
     segment = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "git_sha": git_sha(REPO_ROOT), "hardware": collect_hardware(), "env": collect_env()}
+    if widens_cpu_bf16(cfg):
+        segment["cpu_bf16"] = "widened"
     info["train"].setdefault("segments", []).append(segment)
     atomic_write_json(run_dir / "run.json", info)
     return segment
@@ -175,7 +179,7 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
                   results_dir, progress: bool, resume: bool) -> None:
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
-        segment = _start_segment(info, run_dir)
+        segment = _start_segment(info, cfg, run_dir)
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 import torch
@@ -98,4 +99,6 @@ def test_fit_uses_it_for_bf16_on_a_cpu_without_native_bf16(tmp_path, tiny_folder
         with contextlib.nullcontext() if precision == "32-true" else pytest.warns(UserWarning, match="native bfloat16"):
             run_dir = train_run(cfg, bench, runs_dir=tmp_path / precision, progress=False, cache_dir=tmp_path / "c")
         assert (run_dir / "encoder.pt").exists()
+        (segment,) = json.loads((run_dir / "run.json").read_text())["train"]["segments"]
+        assert segment.get("cpu_bf16") == ("widened" if precision == "bf16-mixed" else None)  # provenance
     assert len(used) == 1 and used[0] > 0  # only the bf16 run, and its convolutions went through the fp32 kernels
