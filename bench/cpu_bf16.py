@@ -21,14 +21,10 @@ from torch.utils._pytree import tree_map
 __all__ = ["FastCPUBF16", "WIDENED_OPS"]
 
 _aten = torch.ops.aten
-WIDENED_OPS = frozenset(op for op in (
-    _aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default,
-    _aten.convolution.default, _aten.convolution_backward.default,
-    getattr(_aten, "_scaled_dot_product_flash_attention_for_cpu", None) and
-    _aten._scaled_dot_product_flash_attention_for_cpu.default,
-    getattr(_aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None) and
-    _aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
-) if op is not None)
+WIDENED_OPS = frozenset(getattr(_aten, name).default for name in (
+    "mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward",
+    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward",
+) if hasattr(_aten, name))  # the flash-attention pair exists only in recent PyTorch builds
 
 
 def _is_cpu_bf16(x) -> bool:

@@ -74,7 +74,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     rows = [{"method": r.method, "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
-             "params": r.params, "hardware": "; ".join(dict.fromkeys(_hardware(h) for h in r.train_hardware)),
+             "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
              "run_id": r.run_id,
              **{f"score:{k}": v for k, v in r.scores.items()}}
             for r in recs if r.status != "failed"]
@@ -93,7 +93,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     for key, g in raw.groupby(_KEYS, sort=False, dropna=False):
         row = dict(zip(_KEYS, key), n=len(g), wall_time_s=g["wall_time_s"].mean(),
                    images_seen=g["images_seen"].mean(), params=g["params"].dropna().max(),
-                   hardware="; ".join(dict.fromkeys(p for h in g["hardware"] if h for p in h.split("; "))),
+                   hardware="; ".join(dict.fromkeys(h for hs in g["hardware"] for h in hs if h)),
                    run_ids=" ".join(g["run_id"]),
                    status=f"collapsed {int(g['collapsed'].sum())}/{len(g)}" if g["collapsed"].any() else "ok")
         for k in scores:
