@@ -15,9 +15,16 @@ Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the E
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
 batch, every image a distribution), and ``koleo_weight > 0`` adds the KoLeo spreading term on the
 student's (L2-normalised) backbone features of each global view.
+
+Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
+global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
+subtracts the entropy of the student's mean prediction over the batch (ME-MAX: all prototypes in use).
+``blur=False`` drops the Gaussian blur from every view.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -77,6 +84,15 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations
         q /= q.sum(1, keepdim=True) * b
     q *= b
     return q[distributed.rank() * n:(distributed.rank() + 1) * n]
+
+
+def mean_entropy(student_logits: list[torch.Tensor], student_temp: float = 0.1) -> torch.Tensor:
+    """MSN's ME-MAX term (Assran et al., 2022): the entropy H(p_bar) of the student's mean prediction
+    p_bar = mean over views and the global batch of softmax(s / tau_s); the loss subtracts it, so every
+    prototype gets used (the centre only keeps one prototype from taking over)."""
+    p = torch.cat([F.softmax(s.float() / student_temp, dim=-1) for s in student_logits]).mean(0)
+    p = p + (distributed.all_reduce_mean(p) - p).detach()  # the global batch's mean; gradient through this rank's
+    return -(p * torch.log(p.clamp_min(1e-12))).sum()
 
 
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -143,14 +159,24 @@ class DINO(Method):
                  warmup_teacher_frac: float = 0.3, center_momentum: float = 0.9, ema: float = 0.996,
                  local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True,
                  patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
-                 centering: str = "ema", koleo_weight: float = 0.0):
+                 centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
+                 me_max_weight: float = 0.0, student_keep: float = 1.0):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
         if centering not in ("ema", "sinkhorn"):
             raise TypeError(f"centering must be 'ema' or 'sinkhorn', got {centering!r}")
+        if not 0.0 < student_keep <= 1.0:
+            raise TypeError(f"student_keep must be in (0, 1], got {student_keep}")
+        if student_keep < 1.0 and not getattr(backbone, "is_vit", False):
+            raise TypeError("student_keep < 1 (MSN token dropping) needs a ViT backbone")
+        if student_keep < 1.0 and patch_loss_weight > 0:
+            raise TypeError("student_keep < 1 and patch_loss_weight > 0 do not combine (iBOT masks, MSN drops tokens)")
         self.centering, self.koleo_weight = centering, koleo_weight
-        self.views = type(self).views[:2] + type(self).views[2:3] * local_crops
+        self.me_max_weight, self.student_keep = me_max_weight, student_keep
+        views = type(self).views[:2] + type(self).views[2:3] * local_crops
+        # blur False: no Gaussian blur on any view (at <= 64 px a 3x3 blur wipes most of a crop's detail)
+        self.views = views if blur else [replace(v, blur_p=0.0) for v in views]
         self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
                             norm_last_layer=norm_last_layer)
         self.teacher = EMATeacher(nn.Sequential(backbone, self.head), ema)
@@ -182,7 +208,12 @@ class DINO(Method):
         mask = random_patch_mask(len(globals_), t_patches.shape[1], self.mask_prob, self.mask_ratio,
                                  globals_.device) if patches else None
         # student: one backbone pass per resolution
-        feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask)
+        if self.student_keep < 1.0:  # MSN: the student sees a random subset of each global view's patches
+            n = t_patches.shape[1] if patches else self.backbone.model.patch_embed.num_patches
+            keep = torch.rand(len(globals_), n, device=globals_.device).argsort(1)[:, :max(1, round(self.student_keep * n))]
+            feats_global, s_patches = self.backbone.pool(self.backbone.tokens(globals_, keep=keep, prefix=True)), None
+        else:
+            feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask)
         feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
         student_out = list(self.head(torch.cat(feats)).split(b))
         if self.centering == "sinkhorn":
@@ -191,6 +222,9 @@ class DINO(Method):
             loss = dino_loss(student_out, list(teacher_out.chunk(2)), self.center, self.student_temp, tt)
             self._update_center(self.center, teacher_out)
         out = {"loss": loss, "teacher_temp": torch.tensor(tt), "embedding": feats_global[:b].detach()}
+        if self.me_max_weight > 0:
+            me_max = mean_entropy(student_out, self.student_temp)
+            out.update(loss=out["loss"] - self.me_max_weight * me_max, me_max=me_max.detach(), dino_loss=loss.detach())
         if self.koleo_weight > 0:
             koleo = sum(koleo_loss(f) for f in feats_global.chunk(2))
             out.update(loss=loss + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())

@@ -224,3 +224,48 @@ def test_dino_sinkhorn_and_koleo_options_train_the_student():
     assert all(p.grad is None for p in m.teacher.parameters())
     with pytest.raises(TypeError, match="centering"):
         DINO(create_backbone("resnet18", 32), centering="mean")
+
+
+def test_mean_entropy_by_hand():
+    """MSN's ME-MAX term: the entropy of the student's prediction averaged over views and batch."""
+    from methods.dino import mean_entropy
+    a = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])   # softmax rows (1/4, 3/4) and (1/2, 1/2) at tau = 1
+    b = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])   # (1/2, 1/2) and (3/4, 1/4)
+    p = [(0.25 + 0.5 + 0.5 + 0.75) / 4, (0.75 + 0.5 + 0.5 + 0.25) / 4]
+    expected = -sum(x * math.log(x) for x in p)
+    assert mean_entropy([a, b], student_temp=1.0).item() == pytest.approx(expected, rel=1e-6)
+    assert mean_entropy([torch.zeros(4, 8)]).item() == pytest.approx(math.log(8), rel=1e-6)   # uniform: ln K
+    one_prototype = torch.tensor([[10.0, 0.0, 0.0]]).repeat(5, 1)
+    assert mean_entropy([one_prototype]).item() < 1e-3                                      # all on one: 0
+
+
+def test_dino_msn_options_drop_student_tokens_and_add_me_max():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+             local_crops=1, student_keep=0.5, me_max_weight=1.0)
+    seen = []
+    m.backbone.model.blocks[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[1]))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    out["loss"].backward()
+    cls = m.backbone.model.num_prefix_tokens
+    assert seen == [8 + cls, 4 + cls]   # globals: 8 of 16 patches kept; the 16 px local crop keeps its 4
+    assert out["loss"].item() == pytest.approx(out["dino_loss"].item() - out["me_max"].item(), rel=1e-5)
+    assert 0 < out["me_max"].item() <= math.log(64) + 1e-5
+    assert m.backbone.model.patch_embed.proj.weight.grad is not None
+    assert all(p.grad is None for p in m.teacher.parameters())
+    with pytest.raises(TypeError, match="student_keep"):
+        DINO(create_backbone("resnet18", 32), student_keep=0.5)
+    with pytest.raises(TypeError, match="student_keep"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), student_keep=0.5, patch_loss_weight=1.0)
+    with pytest.raises(TypeError, match="student_keep"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), student_keep=0.0)
+
+
+def test_dino_blur_false_drops_blur_from_every_view():
+    from bench.backbones import create_backbone
+    m = DINO(create_backbone("resnet18", 32), local_crops=2, blur=False)
+    assert len(m.views) == 4 and all(v.blur_p == 0.0 for v in m.views)
+    assert DINO(create_backbone("resnet18", 32), local_crops=2).views[0].blur_p == 1.0
