@@ -209,7 +209,7 @@ class DINO(Method):
                                  globals_.device) if patches else None
         # student: one backbone pass per resolution
         if self.student_keep < 1.0:  # MSN: the student sees a random subset of each global view's patches
-            n = t_patches.shape[1] if patches else self.backbone.model.patch_embed.num_patches
+            n = self.backbone.model.patch_embed.num_patches
             keep = torch.rand(len(globals_), n, device=globals_.device).argsort(1)[:, :max(1, round(self.student_keep * n))]
             feats_global, s_patches = self.backbone.pool(self.backbone.tokens(globals_, keep=keep, prefix=True)), None
         else:
