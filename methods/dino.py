@@ -208,12 +208,11 @@ class DINO(Method):
         mask = random_patch_mask(len(globals_), t_patches.shape[1], self.mask_prob, self.mask_ratio,
                                  globals_.device) if patches else None
         # student: one backbone pass per resolution
+        keep = None
         if self.student_keep < 1.0:  # MSN: the student sees a random subset of each global view's patches
             n = self.backbone.model.patch_embed.num_patches
             keep = torch.rand(len(globals_), n, device=globals_.device).argsort(1)[:, :max(1, round(self.student_keep * n))]
-            feats_global, s_patches = self.backbone.pool(self.backbone.tokens(globals_, keep=keep, prefix=True)), None
-        else:
-            feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask)
+        feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask, keep)
         feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
         student_out = list(self.head(torch.cat(feats)).split(b))
         if self.centering == "sinkhorn":
@@ -227,7 +226,7 @@ class DINO(Method):
             out.update(loss=out["loss"] - self.me_max_weight * me_max, me_max=me_max.detach(), dino_loss=loss.detach())
         if self.koleo_weight > 0:
             koleo = sum(koleo_loss(f) for f in feats_global.chunk(2))
-            out.update(loss=loss + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())
+            out.update(loss=out["loss"] + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())
         if patches:
             with torch.no_grad():
                 teacher_patch = self._per_patch(self.patch_teacher.module, t_patches)          # (2B, N, K)
@@ -238,12 +237,15 @@ class DINO(Method):
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out
 
-    def _encode(self, backbone, x: torch.Tensor, patches: bool, mask: torch.Tensor | None = None):
-        """(pooled features, patch tokens or None): with ``patches`` one token pass gives both (``mask``ed
-        patches replaced by the mask token), else the plain forward (any backbone, ResNets included)."""
-        if not patches:
+    def _encode(self, backbone, x: torch.Tensor, patches: bool, mask: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None):
+        """(pooled features, patch tokens or None): with ``patches`` or ``keep`` one token pass gives both
+        (``mask``ed patches replaced by the mask token; only the ``keep`` indices entering the transformer),
+        else the plain forward (any backbone, ResNets included)."""
+        if not patches and keep is None:
             return backbone(x), None
-        return backbone.pooled_and_patches(x, mask=mask, mask_token=None if mask is None else self.mask_token)
+        return backbone.pooled_and_patches(x, keep=keep, mask=mask,
+                                           mask_token=None if mask is None else self.mask_token)
 
     @staticmethod
     def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:

@@ -256,6 +256,11 @@ def test_dino_msn_options_drop_student_tokens_and_add_me_max():
     assert 0 < out["me_max"].item() <= math.log(64) + 1e-5
     assert m.backbone.model.patch_embed.proj.weight.grad is not None
     assert all(p.grad is None for p in m.teacher.parameters())
+    both = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+                local_crops=1, me_max_weight=1.0, koleo_weight=0.1)
+    out = both.training_loss(views)                    # every enabled term reaches the loss
+    assert out["loss"].item() == pytest.approx(
+        out["dino_loss"].item() - out["me_max"].item() + 0.1 * out["koleo"].item(), rel=1e-5)
     with pytest.raises(TypeError, match="student_keep"):
         DINO(create_backbone("resnet18", 32), student_keep=0.5)
     with pytest.raises(TypeError, match="student_keep"):
