@@ -13,7 +13,8 @@ It trains the patch tokens themselves, which the [CLS]/pooled objective alone le
 
 Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
-batch, every image a distribution), and ``koleo_weight > 0`` adds the KoLeo spreading term on the
+batch, every image a distribution) - for the iBOT patch term too, over every patch of the global batch
+(DINOv2 normalises over the masked ones), unless ``patch_centering`` says otherwise - and ``koleo_weight > 0`` adds the KoLeo spreading term on the
 student's (L2-normalised) backbone features of each global view.
 
 Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
@@ -42,8 +43,15 @@ def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.
     """iBOT's masked-patch term for one view: logits (B, N, K), mask (B, N) bool. Per image, the mean over
     its masked patches of  - sum_k q[k] log p[k]  (q from the centred, sharpened teacher); images without a
     masked patch count as 0; then the mean over the batch."""
-    q = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1).detach()
-    ce = -(q * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(-1)   # (B, N)
+    q = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1)
+    return masked_patch_cross_entropy(student_logits, q, mask, student_temp)
+
+
+def masked_patch_cross_entropy(student_logits: torch.Tensor, q: torch.Tensor, mask: torch.Tensor,
+                               student_temp: float = 0.1) -> torch.Tensor:
+    """Per image, the mean over its masked patches of  - sum_k q[k] log p[k]  for teacher targets q (B, N, K);
+    images without a masked patch count as 0; then the mean over the batch."""
+    ce = -(q.detach() * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(-1)   # (B, N)
     m = mask.float()
     return ((ce * m).sum(1) / m.sum(1).clamp(min=1.0)).mean()
 
@@ -160,19 +168,21 @@ class DINO(Method):
                  local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True,
                  patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
                  centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
-                 me_max_weight: float = 0.0, student_keep: float = 1.0):
+                 me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
-        if centering not in ("ema", "sinkhorn"):
-            raise TypeError(f"centering must be 'ema' or 'sinkhorn', got {centering!r}")
+        patch_centering = centering if patch_centering is None else patch_centering
+        for key, value in (("centering", centering), ("patch_centering", patch_centering)):
+            if value not in ("ema", "sinkhorn"):
+                raise TypeError(f"{key} must be 'ema' or 'sinkhorn', got {value!r}")
         if not 0.0 < student_keep <= 1.0:
             raise TypeError(f"student_keep must be in (0, 1], got {student_keep}")
         if student_keep < 1.0 and not getattr(backbone, "is_vit", False):
             raise TypeError("student_keep < 1 (MSN token dropping) needs a ViT backbone")
         if student_keep < 1.0 and patch_loss_weight > 0:
             raise TypeError("student_keep < 1 and patch_loss_weight > 0 do not combine (iBOT masks, MSN drops tokens)")
-        self.centering, self.koleo_weight = centering, koleo_weight
+        self.centering, self.patch_centering, self.koleo_weight = centering, patch_centering, koleo_weight
         self.me_max_weight, self.student_keep = me_max_weight, student_keep
         views = type(self).views[:2] + type(self).views[2:3] * local_crops
         # blur False: no Gaussian blur on any view (at <= 64 px a 3x3 blur wipes most of a crop's detail)
@@ -230,9 +240,14 @@ class DINO(Method):
         if patches:
             with torch.no_grad():
                 teacher_patch = self._per_patch(self.patch_teacher.module, t_patches)          # (2B, N, K)
-            patch_loss = patch_distillation_loss(self._per_patch(self.patch_head, s_patches), teacher_patch, mask,
-                                                 self.patch_center, self.student_temp, tt)
-            self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
+            student_patch = self._per_patch(self.patch_head, s_patches)
+            if self.patch_centering == "sinkhorn":  # over every patch of the global batch (equal rows per rank)
+                q = sinkhorn_knopp(teacher_patch.flatten(0, 1), tt).view_as(teacher_patch)
+                patch_loss = masked_patch_cross_entropy(student_patch, q, mask, self.student_temp)
+            else:
+                patch_loss = patch_distillation_loss(student_patch, teacher_patch, mask, self.patch_center,
+                                                     self.student_temp, tt)
+                self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
             out.update(loss=out["loss"] + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out

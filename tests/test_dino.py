@@ -274,3 +274,33 @@ def test_dino_blur_false_drops_blur_from_every_view():
     m = DINO(create_backbone("resnet18", 32), local_crops=2, blur=False)
     assert len(m.views) == 4 and all(v.blur_p == 0.0 for v in m.views)
     assert DINO(create_backbone("resnet18", 32), local_crops=2).views[0].blur_p == 1.0
+
+
+def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets():
+    """patch_centering='sinkhorn' (DINOv2): the iBOT targets are Sinkhorn-Knopp over every teacher patch of the
+    batch; the EMA patch centre stays unused while the global term keeps its EMA centre."""
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    from methods.dino import masked_patch_cross_entropy, sinkhorn_knopp
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+             local_crops=1, patch_loss_weight=1.0, mask_prob=1.0, patch_centering="sinkhorn")
+    captured = {}
+    m.patch_head.register_forward_hook(lambda mod, inp, out: captured.setdefault("student", out))
+    m.patch_teacher.module.register_forward_hook(lambda mod, inp, out: captured.setdefault("teacher", out))
+    import methods.dino as dino_module
+    real_mask = dino_module.random_patch_mask
+    dino_module.random_patch_mask = lambda *a, **k: captured.setdefault("mask", real_mask(*a, **k))
+    try:
+        views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+        out = m.training_loss(views)
+    finally:
+        dino_module.random_patch_mask = real_mask
+    shape = captured["mask"].shape + (64,)
+    q = sinkhorn_knopp(captured["teacher"], m.current_teacher_temp())
+    assert q.sum(1).allclose(torch.ones(len(q)), atol=1e-5)
+    expected = masked_patch_cross_entropy(captured["student"].view(shape), q.view(shape), captured["mask"], 0.1)
+    assert out["patch_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert m.patch_center.abs().sum() == 0 and m.center.abs().sum() > 0
+    with pytest.raises(TypeError, match="patch_centering"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), patch_centering="mean")
