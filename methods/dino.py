@@ -6,7 +6,8 @@ matches the teacher's centred, sharpened distribution over K prototypes on every
 
 ``patch_loss_weight > 0`` adds iBOT's masked-patch self-distillation (Zhou et al., 2022; also in
 DINOv2): with probability ``mask_prob`` a global view has a fraction ~U(``mask_ratio``) of its patch
-embeddings replaced by a learned mask token for the student; at every masked patch the student's
+embeddings replaced by a learned mask token for the student (scattered patches, or with
+``mask_shape="block"`` one rectangle); at every masked patch the student's
 patch-head distribution matches the teacher's (which saw the whole view) - same view, own centre.
 It trains the patch tokens themselves, which the [CLS]/pooled objective alone leaves unconstrained
 (or averages together), and those tokens are what the attentive probe reads.
@@ -25,6 +26,7 @@ subtracts the entropy of the student's mean prediction over the batch (ME-MAX: a
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -63,6 +65,25 @@ def random_patch_mask(batch: int, n: int, prob: float, ratio: tuple[float, float
     k = (r * n).round() * (torch.rand(batch, 1, device=device) < prob)
     ranks = torch.rand(batch, n, device=device).argsort(1).argsort(1)  # a random permutation rank per patch
     return ranks < k
+
+
+def random_block_mask(batch: int, grid: tuple[int, int], prob: float, ratio: tuple[float, float],
+                      aspect: tuple[float, float] = (0.3, 1 / 0.3), device=None) -> torch.Tensor:
+    """(batch, gh*gw) bool: each image is masked with probability ``prob``; a masked image hides one h x w
+    rectangle of patches covering a fraction r ~ U(ratio) of the grid, aspect h/w log-uniform in ``aspect``,
+    at a random position (iBOT's 'block' mask, one block per image; vectorised over the batch). On a small
+    grid a block cannot be filled in from its neighbours the way scattered single patches can."""
+    gh, gw = grid
+    r = torch.empty(batch, device=device).uniform_(*ratio)
+    a = torch.empty(batch, device=device).uniform_(math.log(aspect[0]), math.log(aspect[1])).exp()
+    h = (r * gh * gw * a).sqrt().round().clamp(1, gh)
+    w = (r * gh * gw / a).sqrt().round().clamp(1, gw)
+    top = (torch.rand(batch, device=device) * (gh - h + 1)).floor().view(-1, 1, 1)
+    left = (torch.rand(batch, device=device) * (gw - w + 1)).floor().view(-1, 1, 1)
+    rows = torch.arange(gh, device=device).view(1, gh, 1)
+    cols = torch.arange(gw, device=device).view(1, 1, gw)
+    inside = (rows >= top) & (rows < top + h.view(-1, 1, 1)) & (cols >= left) & (cols < left + w.view(-1, 1, 1))
+    return inside.flatten(1) & (torch.rand(batch, 1, device=device) < prob)
 
 
 def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor], center: torch.Tensor,
@@ -168,7 +189,8 @@ class DINO(Method):
                  local_crops: int = 4, head_bn: bool = False, norm_last_layer: bool = True,
                  patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
                  centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
-                 me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None):
+                 me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
+                 mask_shape: str = "rand"):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -176,6 +198,8 @@ class DINO(Method):
         for key, value in (("centering", centering), ("patch_centering", patch_centering)):
             if value not in ("ema", "sinkhorn"):
                 raise TypeError(f"{key} must be 'ema' or 'sinkhorn', got {value!r}")
+        if mask_shape not in ("rand", "block"):
+            raise TypeError(f"mask_shape must be 'rand' or 'block', got {mask_shape!r}")
         if not 0.0 < student_keep <= 1.0:
             raise TypeError(f"student_keep must be in (0, 1], got {student_keep}")
         if student_keep < 1.0 and not getattr(backbone, "is_vit", False):
@@ -195,6 +219,7 @@ class DINO(Method):
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp = student_temp, teacher_temp, warmup_teacher_temp
         self.warmup_teacher_frac, self.center_momentum = warmup_teacher_frac, center_momentum
         self.patch_loss_weight, self.mask_prob, self.mask_ratio = patch_loss_weight, mask_prob, tuple(mask_ratio)
+        self.mask_shape = mask_shape
         if patch_loss_weight > 0:
             if not getattr(backbone, "is_vit", False):
                 raise TypeError("patch_loss_weight > 0 (iBOT masked patches) needs a ViT backbone")
@@ -215,8 +240,7 @@ class DINO(Method):
         with torch.no_grad():
             t_feats, t_patches = self._encode(self.teacher.module[0], globals_, patches)
             teacher_out = self.teacher.module[1](t_feats)
-        mask = random_patch_mask(len(globals_), t_patches.shape[1], self.mask_prob, self.mask_ratio,
-                                 globals_.device) if patches else None
+        mask = self._patch_mask(len(globals_), t_patches.shape[1], globals_.device) if patches else None
         # student: one backbone pass per resolution
         keep = None
         if self.student_keep < 1.0:  # MSN: the student sees a random subset of each global view's patches
@@ -261,6 +285,12 @@ class DINO(Method):
             return backbone(x), None
         return backbone.pooled_and_patches(x, keep=keep, mask=mask,
                                            mask_token=None if mask is None else self.mask_token)
+
+    def _patch_mask(self, batch: int, n: int, device) -> torch.Tensor:
+        if self.mask_shape == "block":
+            grid = tuple(self.backbone.model.patch_embed.grid_size)
+            return random_block_mask(batch, grid, self.mask_prob, self.mask_ratio, device=device)
+        return random_patch_mask(batch, n, self.mask_prob, self.mask_ratio, device)
 
     @staticmethod
     def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:

@@ -304,3 +304,32 @@ def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets():
     assert m.patch_center.abs().sum() == 0 and m.center.abs().sum() > 0
     with pytest.raises(TypeError, match="patch_centering"):
         DINO(create_backbone("vit_tiny", 32, patch_size=8), patch_centering="mean")
+
+
+def test_random_block_mask_is_one_rectangle_of_the_drawn_size():
+    from methods.dino import random_block_mask
+    torch.manual_seed(0)
+    m = random_block_mask(500, (8, 8), prob=0.5, ratio=(0.1, 0.5)).view(500, 8, 8)
+    masked = m.flatten(1).any(1)
+    assert 0.4 < masked.float().mean() < 0.6                    # ~half the images masked
+    for img in m[masked][:100]:
+        rows, cols = img.any(1).nonzero().flatten(), img.any(0).nonzero().flatten()
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert img.sum() == h * w                                # a full rectangle, contiguous
+        assert 2 <= img.sum() <= 0.5 * 64 * 1.5                  # ~U(0.1, 0.5) of 64 patches after rounding
+    assert not random_block_mask(8, (8, 8), prob=0.0, ratio=(0.1, 0.5)).any()
+
+
+def test_dino_block_masks_reach_the_patch_term():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
+             local_crops=1, patch_loss_weight=1.0, mask_prob=1.0, mask_ratio=(0.25, 0.25), mask_shape="block")
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    out["loss"].backward()
+    assert 2 / 16 <= out["masked_frac"].item() <= 6 / 16         # a block of ~4 of the 4 x 4 grid's 16 patches
+    assert out["patch_loss"].item() > 0 and m.mask_token.grad is not None
+    with pytest.raises(TypeError, match="mask_shape"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), mask_shape="grid")
