@@ -15,8 +15,9 @@ It trains the patch tokens themselves, which the [CLS]/pooled objective alone le
 Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
 batch, every image a distribution) - for the iBOT patch term too, over every patch of the global batch
-(DINOv2 normalises over the masked ones), unless ``patch_centering`` says otherwise - and ``koleo_weight > 0`` adds the KoLeo spreading term on the
-student's (L2-normalised) backbone features of each global view.
+(DINOv2 normalises over the masked ones), unless ``patch_centering`` says otherwise - and
+``koleo_weight > 0`` adds the KoLeo spreading term on the student's (L2-normalised) backbone features
+of each global view.
 
 Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
 global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
