@@ -39,6 +39,7 @@ from bench.augment import ViewSpec
 from methods import register
 from methods.base import Method
 from methods.ema import EMATeacher
+from methods.masks import rectangles
 
 
 def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
@@ -79,12 +80,10 @@ def random_block_mask(batch: int, grid: tuple[int, int], prob: float, ratio: tup
     a = torch.empty(batch, device=device).uniform_(math.log(aspect[0]), math.log(aspect[1])).exp()
     h = (r * gh * gw * a).sqrt().round().clamp(1, gh)
     w = (r * gh * gw / a).sqrt().round().clamp(1, gw)
-    top = (torch.rand(batch, device=device) * (gh - h + 1)).floor().view(-1, 1, 1)
-    left = (torch.rand(batch, device=device) * (gw - w + 1)).floor().view(-1, 1, 1)
-    rows = torch.arange(gh, device=device).view(1, gh, 1)
-    cols = torch.arange(gw, device=device).view(1, 1, gw)
-    inside = (rows >= top) & (rows < top + h.view(-1, 1, 1)) & (cols >= left) & (cols < left + w.view(-1, 1, 1))
-    return inside.flatten(1) & (torch.rand(batch, 1, device=device) < prob)
+    top = (torch.rand(batch, device=device) * (gh - h + 1)).floor()
+    left = (torch.rand(batch, device=device) * (gw - w + 1)).floor()
+    inside = rectangles(grid, *(t.view(-1, 1, 1) for t in (top, left, h, w)))
+    return inside & (torch.rand(batch, 1, device=device) < prob)
 
 
 def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor], center: torch.Tensor,

@@ -31,10 +31,18 @@ def block_masks(batch: int, grid: tuple[int, int], num_blocks: int, size: tuple[
     h, w = size
     top = torch.randint(0, gh - h + 1, (batch, num_blocks, 1, 1), generator=generator)
     left = torch.randint(0, gw - w + 1, (batch, num_blocks, 1, 1), generator=generator)
-    rows = torch.arange(gh).view(1, 1, gh, 1)
-    cols = torch.arange(gw).view(1, 1, 1, gw)
+    return rectangles(grid, top, left, h, w)
+
+
+def rectangles(grid: tuple[int, int], top, left, h, w) -> torch.Tensor:
+    """(..., gh*gw) bool: the h x w rectangle at (top, left) on the grid; each argument an int or a tensor
+    shaped (..., 1, 1), broadcast together (one rectangle per leading index)."""
+    gh, gw = grid
+    device = next((t.device for t in (top, left, h, w) if isinstance(t, torch.Tensor)), None)
+    rows = torch.arange(gh, device=device).view(gh, 1)
+    cols = torch.arange(gw, device=device).view(1, gw)
     inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-    return inside.flatten(2)
+    return inside.flatten(-2)
 
 
 def mask_to_index(mask: torch.Tensor) -> torch.Tensor:

@@ -276,7 +276,7 @@ def test_dino_blur_false_drops_blur_from_every_view():
     assert DINO(create_backbone("resnet18", 32), local_crops=2).views[0].blur_p == 1.0
 
 
-def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets():
+def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets(monkeypatch):
     """patch_centering='sinkhorn' (DINOv2): the iBOT targets are Sinkhorn-Knopp over every teacher patch of the
     batch; the EMA patch centre stays unused while the global term keeps its EMA centre."""
     from bench.augment import ViewAugmenter
@@ -290,12 +290,10 @@ def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets():
     m.patch_teacher.module.register_forward_hook(lambda mod, inp, out: captured.setdefault("teacher", out))
     import methods.dino as dino_module
     real_mask = dino_module.random_patch_mask
-    dino_module.random_patch_mask = lambda *a, **k: captured.setdefault("mask", real_mask(*a, **k))
-    try:
-        views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
-        out = m.training_loss(views)
-    finally:
-        dino_module.random_patch_mask = real_mask
+    monkeypatch.setattr(dino_module, "random_patch_mask",
+                        lambda *a, **k: captured.setdefault("mask", real_mask(*a, **k)))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
     shape = captured["mask"].shape + (64,)
     q = sinkhorn_knopp(captured["teacher"], m.current_teacher_temp())
     assert q.sum(1).allclose(torch.ones(len(q)), atol=1e-5)
