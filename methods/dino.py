@@ -10,7 +10,10 @@ embeddings replaced by a learned mask token for the student (scattered patches, 
 ``mask_shape="block"`` one rectangle); at every masked patch the student's
 patch-head distribution matches the teacher's (which saw the whole view) - same view, own centre.
 It trains the patch tokens themselves, which the [CLS]/pooled objective alone leaves unconstrained
-(or averages together), and those tokens are what the attentive probe reads.
+(or averages together), and those tokens are what the attentive probe reads. The patch term has its
+own head by default; ``shared_patch_head=True`` sends the patch tokens through the image-level head
+(iBOT's and DINOv2's default config: patches are scored against the same prototypes as whole images;
+the patch term keeps its own centre).
 
 Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
@@ -190,7 +193,7 @@ class DINO(Method):
                  patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
                  centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
-                 mask_shape: str = "rand"):
+                 mask_shape: str = "rand", shared_patch_head: bool = False):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -224,10 +227,12 @@ class DINO(Method):
             if not getattr(backbone, "is_vit", False):
                 raise TypeError("patch_loss_weight > 0 (iBOT masked patches) needs a ViT backbone")
             self.mask_token = nn.Parameter(torch.zeros(backbone.embed_dim))
-            self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
-                                       norm_last_layer=norm_last_layer)
-            self.patch_teacher = EMATeacher(self.patch_head, ema)
+            if not shared_patch_head:
+                self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
+                                           norm_last_layer=norm_last_layer)
+                self.patch_teacher = EMATeacher(self.patch_head, ema)
             self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
+        self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
 
     def current_teacher_temp(self) -> float:
         """Linear warm-up from warmup_teacher_temp to teacher_temp over the first warmup_teacher_frac of training."""
@@ -262,9 +267,11 @@ class DINO(Method):
             koleo = sum(koleo_loss(f) for f in feats_global.chunk(2))
             out.update(loss=out["loss"] + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())
         if patches:
+            student_head, teacher_head = ((self.head, self.teacher.module[1]) if self.shared_patch_head
+                                          else (self.patch_head, self.patch_teacher.module))
             with torch.no_grad():
-                teacher_patch = self._per_patch(self.patch_teacher.module, t_patches)          # (2B, N, K)
-            student_patch = self._per_patch(self.patch_head, s_patches)
+                teacher_patch = self._per_patch(teacher_head, t_patches)                      # (2B, N, K)
+            student_patch = self._per_patch(student_head, s_patches)
             if self.patch_centering == "sinkhorn":  # over every patch of the global batch (equal rows per rank)
                 q = sinkhorn_knopp(teacher_patch.flatten(0, 1), tt).view_as(teacher_patch)
                 patch_loss = masked_patch_cross_entropy(student_patch, q, mask, self.student_temp)
@@ -306,7 +313,7 @@ class DINO(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)
-        if self.patch_loss_weight > 0:
+        if self.patch_loss_weight > 0 and not self.shared_patch_head:
             self.patch_teacher.update(self.patch_head, step, total_steps)
         self.progress.fill_(step / max(1, total_steps))
 

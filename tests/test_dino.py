@@ -169,6 +169,34 @@ def test_dino_patch_loss_trains_mask_token_and_patch_head_only_on_the_student():
         DINO(create_backbone("resnet18", 32), patch_loss_weight=1.0)
 
 
+def test_dino_shared_patch_head_scores_patches_with_the_image_head():
+    """shared_patch_head: the masked-patch term runs the patch tokens through the image-level head (student)
+    and the teacher's head - no second head or teacher copy."""
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    kw = dict(out_dim=128, hidden_dim=64, head_bn=True, local_crops=1, patch_loss_weight=1.0, mask_prob=1.0,
+              mask_ratio=(0.25, 0.25))
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8, global_pool="avg", class_token=False),
+             shared_patch_head=True, **kw)
+    separate = DINO(create_backbone("vit_tiny", 32, patch_size=8, global_pool="avg", class_token=False), **kw)
+    assert not hasattr(m, "patch_head") and not hasattr(m, "patch_teacher")
+    head_params = sum(p.numel() for p in m.head.parameters())  # the separate variant: a head + its teacher copy
+    assert sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in m.parameters()) == 2 * head_params
+    rows = {"student": [], "teacher": []}
+    m.head.register_forward_hook(lambda mod, inp, out: rows["student"].append(len(inp[0])))
+    m.teacher.module[1].register_forward_hook(lambda mod, inp, out: rows["teacher"].append(len(inp[0])))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    # pooled rows of the 3 views, then every patch of the 2 global views (16 patches at patch 8 on 32 px)
+    assert rows == {"student": [4 * 3, 2 * 4 * 16], "teacher": [2 * 4, 2 * 4 * 16]}
+    assert out["patch_loss"].item() == pytest.approx(math.log(128), rel=0.15)
+    out["loss"].backward()  # the mask token reaches the loss only through the shared head's patch scores
+    assert m.head.mlp[0].weight.grad.abs().sum() > 0 and m.mask_token.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.teacher.parameters())
+    m.on_step_end(0, 10)  # only the one teacher to update
+
+
 def test_sinkhorn_knopp_balances_prototypes_like_a_reference_loop():
     """DINOv2's teacher targets: exp(t / tau) alternately normalised per prototype (to 1/K) and per image
     (to 1/B), 3 rounds, times B; rows sum to 1 and the prototype totals approach B / K."""
