@@ -194,7 +194,11 @@ def test_dino_shared_patch_head_scores_patches_with_the_image_head():
     out["loss"].backward()  # the mask token reaches the loss only through the shared head's patch scores
     assert m.head.mlp[0].weight.grad.abs().sum() > 0 and m.mask_token.grad.abs().sum() > 0
     assert all(p.grad is None for p in m.teacher.parameters())
-    m.on_step_end(0, 10)  # only the one teacher to update
+    before = m.teacher.module[1].mlp[0].weight.clone()
+    with torch.no_grad():
+        m.head.mlp[0].weight.add_(1.0)
+    m.on_step_end(0, 10)  # the one teacher (backbone + head) follows; there is no patch teacher to update
+    assert not torch.equal(before, m.teacher.module[1].mlp[0].weight)
 
 
 def test_sinkhorn_knopp_balances_prototypes_like_a_reference_loop():
