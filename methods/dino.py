@@ -25,7 +25,9 @@ of each global view.
 Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
 global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
 subtracts the entropy of the student's mean prediction over the batch (ME-MAX: all prototypes in use).
-``blur=False`` drops the Gaussian blur from every view.
+``blur=False`` drops the Gaussian blur from every view; ``global_crops_scale`` / ``local_crops_scale``
+set the crops' area ranges (DINO's arguments of those names; its defaults are (0.4, 1) and (0.05, 0.4),
+here (0.25, 1) and (0.05, 0.25), the paper's multi-crop ViT-S setting).
 """
 
 from __future__ import annotations
@@ -193,7 +195,8 @@ class DINO(Method):
                  patch_loss_weight: float = 0.0, mask_prob: float = 0.5, mask_ratio=(0.1, 0.5),
                  centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
-                 mask_shape: str = "rand", shared_patch_head: bool = False):
+                 mask_shape: str = "rand", shared_patch_head: bool = False,
+                 global_crops_scale=(0.25, 1.0), local_crops_scale=(0.05, 0.25)):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -211,7 +214,11 @@ class DINO(Method):
             raise TypeError("student_keep < 1 and patch_loss_weight > 0 do not combine (iBOT masks, MSN drops tokens)")
         self.centering, self.patch_centering, self.koleo_weight = centering, patch_centering, koleo_weight
         self.me_max_weight, self.student_keep = me_max_weight, student_keep
-        views = type(self).views[:2] + type(self).views[2:3] * local_crops
+        for key, value in (("global_crops_scale", global_crops_scale), ("local_crops_scale", local_crops_scale)):
+            if len(value) != 2 or not 0.0 < value[0] <= value[1] <= 1.0:
+                raise TypeError(f"{key} must be (low, high) with 0 < low <= high <= 1, got {value!r}")
+        views = [replace(v, scale=tuple(global_crops_scale)) for v in type(self).views[:2]] + \
+            [replace(type(self).views[2], scale=tuple(local_crops_scale))] * local_crops
         # blur False: no Gaussian blur on any view (at <= 64 px a 3x3 blur wipes most of a crop's detail)
         self.views = views if blur else [replace(v, blur_p=0.0) for v in views]
         self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,

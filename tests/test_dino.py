@@ -308,6 +308,16 @@ def test_dino_blur_false_drops_blur_from_every_view():
     assert DINO(create_backbone("resnet18", 32), local_crops=2).views[0].blur_p == 1.0
 
 
+def test_dino_crop_scales_reach_the_views_and_bad_ranges_are_refused():
+    from bench.backbones import create_backbone
+    m = DINO(create_backbone("resnet18", 32), local_crops=2, global_crops_scale=(0.4, 1.0), local_crops_scale=(0.05, 0.4))
+    assert [v.scale for v in m.views] == [(0.4, 1.0)] * 2 + [(0.05, 0.4)] * 2
+    assert [v.size_frac for v in m.views] == [1.0, 1.0, 0.5, 0.5]
+    assert [v.scale for v in DINO(create_backbone("resnet18", 32), local_crops=1).views] == [(0.25, 1.0)] * 2 + [(0.05, 0.25)]
+    with pytest.raises(TypeError, match="global_crops_scale"):
+        DINO(create_backbone("resnet18", 32), global_crops_scale=(0.6, 0.4))
+
+
 def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets(monkeypatch):
     """patch_centering='sinkhorn' (DINOv2): the iBOT targets are Sinkhorn-Knopp over every teacher patch of the
     batch; the EMA patch centre stays unused while the global term keeps its EMA centre."""
