@@ -316,6 +316,8 @@ def test_dino_crop_scales_reach_the_views_and_bad_ranges_are_refused():
     assert [v.scale for v in DINO(create_backbone("resnet18", 32), local_crops=1).views] == [(0.25, 1.0)] * 2 + [(0.05, 0.25)]
     with pytest.raises(TypeError, match="global_crops_scale"):
         DINO(create_backbone("resnet18", 32), global_crops_scale=(0.6, 0.4))
+    with pytest.raises(TypeError, match="local_crops_scale"):
+        DINO(create_backbone("resnet18", 32), local_crops_scale=0.25)
 
 
 def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets(monkeypatch):
