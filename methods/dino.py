@@ -181,13 +181,16 @@ class DINOHead(nn.Module):
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
+GLOBAL_CROPS_SCALE, LOCAL_CROPS_SCALE = (0.25, 1.0), (0.05, 0.25)  # the crops' area ranges (DINO's arguments)
+
+
 @register
 class DINO(Method):
     name = "dino"
     # 2 global crops at the run's size, 4 local crops at half size (views[0] = first global crop)
-    views = [ViewSpec.byol(blur_p=1.0, solarize_p=0.0, scale=(0.25, 1.0)),
-             ViewSpec.byol(blur_p=0.1, solarize_p=0.2, scale=(0.25, 1.0))] + \
-            [ViewSpec.byol(blur_p=0.5, solarize_p=0.0, scale=(0.05, 0.25), size_frac=0.5)] * 4
+    views = [ViewSpec.byol(blur_p=1.0, solarize_p=0.0, scale=GLOBAL_CROPS_SCALE),
+             ViewSpec.byol(blur_p=0.1, solarize_p=0.2, scale=GLOBAL_CROPS_SCALE)] + \
+            [ViewSpec.byol(blur_p=0.5, solarize_p=0.0, scale=LOCAL_CROPS_SCALE, size_frac=0.5)] * 4
 
     def __init__(self, backbone, out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
@@ -197,7 +200,7 @@ class DINO(Method):
                  centering: str = "ema", koleo_weight: float = 0.0, blur: bool = True,
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
                  mask_shape: str = "rand", shared_patch_head: bool = False,
-                 global_crops_scale=(0.25, 1.0), local_crops_scale=(0.05, 0.25)):
+                 global_crops_scale=GLOBAL_CROPS_SCALE, local_crops_scale=LOCAL_CROPS_SCALE):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
