@@ -13,12 +13,15 @@ It trains the patch tokens themselves, which the [CLS]/pooled objective alone le
 (or averages together), and those tokens are what the attentive probe reads. The patch term has its
 own head by default; ``shared_patch_head=True`` sends the patch tokens through the image-level head
 (iBOT's and DINOv2's default config: patches are scored against the same prototypes as whole images;
-the patch term keeps its own centre).
+the patch term keeps its own centre). As in DINOv2 the heads score the masked patches only (the
+loss reads no other), so the patch term costs in proportion to the masked fraction; the patch centre
+is the mean over masked patches. Before 2026-12-01 every patch went through the heads (BatchNorm
+statistics and the patch centre over all patches; records carry the git sha).
 
 Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
-batch, every image a distribution) - for the iBOT patch term too, over every patch of the global batch
-(DINOv2 normalises over the masked ones), unless ``patch_centering`` says otherwise - and
+batch, every image a distribution) - for the iBOT patch term too, over every masked patch of the global
+batch, unless ``patch_centering`` says otherwise - and
 ``koleo_weight > 0`` adds the KoLeo spreading term on the student's (L2-normalised) backbone features
 of each global view.
 
@@ -48,22 +51,38 @@ from methods.ema import EMATeacher
 from methods.masks import rectangles
 
 
-def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
-                            center: torch.Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
-    """iBOT's masked-patch term for one view: logits (B, N, K), mask (B, N) bool. Per image, the mean over
-    its masked patches of  - sum_k q[k] log p[k]  (q from the centred, sharpened teacher); images without a
-    masked patch count as 0; then the mean over the batch."""
-    q = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1)
-    return masked_patch_cross_entropy(student_logits, q, mask, student_temp)
+def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, weights: torch.Tensor,
+                            batch: int, center: torch.Tensor, student_temp: float = 0.1,
+                            teacher_temp: float = 0.04) -> torch.Tensor:
+    """iBOT's masked-patch term for scored patch rows: logits (M, K), row weights (M,) from
+    ``patch_row_weights``. Per image, the mean over its masked patches of  - sum_k q[k] log p[k]  (q from the
+    centred, sharpened teacher); images without a masked patch count as 0; then the mean over the batch."""
+    q = F.softmax((teacher_logits.float() - center.reshape(1, -1)) / teacher_temp, dim=-1)
+    return masked_patch_cross_entropy(student_logits, q, weights, batch, student_temp)
 
 
-def masked_patch_cross_entropy(student_logits: torch.Tensor, q: torch.Tensor, mask: torch.Tensor,
+def masked_patch_cross_entropy(student_logits: torch.Tensor, q: torch.Tensor, weights: torch.Tensor, batch: int,
                                student_temp: float = 0.1) -> torch.Tensor:
-    """Per image, the mean over its masked patches of  - sum_k q[k] log p[k]  for teacher targets q (B, N, K);
-    images without a masked patch count as 0; then the mean over the batch."""
-    ce = -(q.detach() * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(-1)   # (B, N)
-    m = mask.float()
-    return ((ce * m).sum(1) / m.sum(1).clamp(min=1.0)).mean()
+    """sum over rows of weight * ( - sum_k q[k] log p[k] ) / batch for teacher targets q (M, K): with
+    ``patch_row_weights`` that is, per image, the mean over its masked patches, then the mean over the batch."""
+    ce = -(q.detach() * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(-1)   # (M,)
+    return (ce * weights).sum() / batch
+
+
+def patch_rows(mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool: the patches the patch heads score - the masked ones (as DINOv2: the loss never reads the
+    others, and the heads' cost then scales with the masked fraction, ~15 % of the patches by default),
+    plus the first unmasked ones when fewer than 2 are masked (a BatchNorm head needs 2 rows; weight 0)."""
+    if int(mask.sum()) >= 2:
+        return mask
+    rows = mask.clone().view(-1)
+    rows[(~rows).nonzero()[:2 - int(mask.sum())].view(-1)] = True
+    return rows.view_as(mask)
+
+
+def patch_row_weights(mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(M,) weight of each scored row: 1 / (masked patches of its image) for a masked patch, 0 for padding."""
+    return (mask.float() / mask.sum(1, keepdim=True).clamp(min=1.0))[rows]
 
 
 def random_patch_mask(batch: int, n: int, prob: float, ratio: tuple[float, float], device=None) -> torch.Tensor:
@@ -106,19 +125,20 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Ten
 @torch.no_grad()
 def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations: int = 3) -> torch.Tensor:
     """DINOv2's teacher targets (B, K) from logits (B, K): Q = exp(t / tau_t), then ``iterations`` rounds of
-    "each prototype's total = B / K" and "each row sums to 1" over the *global* batch (gathered under DDP,
-    every rank holding the same number of rows; this rank's rows returned). Rows sum to 1; with enough rounds
-    every column sums to B / K."""
+    "each prototype's total = B / K" and "each row sums to 1" over the *global* batch (gathered under DDP;
+    ranks may hold different numbers of rows, as with masked patches; this rank's rows returned). Rows sum
+    to 1; with enough rounds every column sums to B / K."""
     n = len(teacher_logits)
-    logits = distributed.gather(teacher_logits.float())
-    q = torch.exp((logits - logits.max()) / teacher_temp)  # the global max: a constant factor, removed below
+    logits = distributed.gather_uneven(teacher_logits.float())
+    start = int(distributed.gather_uneven(torch.tensor([n], device=logits.device))[:distributed.rank()].sum())
+    q = torch.exp((logits - logits.max()) / teacher_temp) if len(logits) else logits  # the global max: removed below
     q /= q.sum()
     b, k = q.shape
     for _ in range(iterations):
         q /= q.sum(0, keepdim=True) * k
         q /= q.sum(1, keepdim=True) * b
     q *= b
-    return q[distributed.rank() * n:(distributed.rank() + 1) * n]
+    return q[start:start + n]
 
 
 def mean_entropy(student_logits: list[torch.Tensor], student_temp: float = 0.1) -> torch.Tensor:
@@ -280,16 +300,19 @@ class DINO(Method):
         if patches:
             student_head, teacher_head = ((self.head, self.teacher.module[1]) if self.shared_patch_head
                                           else (self.patch_head, self.patch_teacher.module))
+            rows = patch_rows(mask)  # the heads score the masked patches only
+            weights, scored = patch_row_weights(mask, rows), mask[rows]
             with torch.no_grad():
-                teacher_patch = self._per_patch(teacher_head, t_patches)                      # (2B, N, K)
-            student_patch = self._per_patch(student_head, s_patches)
-            if self.patch_centering == "sinkhorn":  # over every patch of the global batch (equal rows per rank)
-                q = sinkhorn_knopp(teacher_patch.flatten(0, 1), tt).view_as(teacher_patch)
-                patch_loss = masked_patch_cross_entropy(student_patch, q, mask, self.student_temp)
+                teacher_patch = teacher_head(t_patches[rows])                                   # (M, K)
+            student_patch = student_head(s_patches[rows])
+            if self.patch_centering == "sinkhorn":  # over every masked patch of the global batch
+                q = torch.zeros_like(teacher_patch, dtype=torch.float32)
+                q[scored] = sinkhorn_knopp(teacher_patch[scored], tt)
+                patch_loss = masked_patch_cross_entropy(student_patch, q, weights, len(mask), self.student_temp)
             else:
-                patch_loss = patch_distillation_loss(student_patch, teacher_patch, mask, self.patch_center,
-                                                     self.student_temp, tt)
-                self._update_center(self.patch_center, teacher_patch.flatten(0, 1))
+                patch_loss = patch_distillation_loss(student_patch, teacher_patch, weights, len(mask),
+                                                     self.patch_center, self.student_temp, tt)
+                self._update_center(self.patch_center, teacher_patch[scored])
             out.update(loss=out["loss"] + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out
@@ -310,17 +333,16 @@ class DINO(Method):
             return random_block_mask(batch, grid, self.mask_prob, self.mask_ratio, device=device)
         return random_patch_mask(batch, n, self.mask_prob, self.mask_ratio, device)
 
-    @staticmethod
-    def _per_patch(head: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        """A head applied to every token (B, N, D) -> (B, N, K) (rows flattened for the head's BatchNorm)."""
-        return head(tokens.flatten(0, 1)).unflatten(0, tokens.shape[:2])
-
     @torch.no_grad()
     def _update_center(self, center: torch.Tensor, teacher_logits: torch.Tensor) -> None:
-        """centre <- m * centre + (1 - m) * mean of the teacher logits over the global batch (all-reduced under
-        DDP: every rank keeps the same centre)."""
-        batch_center = distributed.all_reduce_mean(teacher_logits.float().mean(0, keepdim=True))
-        center.mul_(self.center_momentum).add_(batch_center.view_as(center), alpha=1 - self.center_momentum)
+        """centre <- m * centre + (1 - m) * mean of the teacher logits (rows) over the global batch (sums and
+        counts all-reduced under DDP, so ranks may hold different numbers of rows and every rank keeps the same
+        centre); no rows anywhere leaves the centre as it is."""
+        logits = teacher_logits.float()
+        count = distributed.all_reduce_mean(torch.tensor(float(len(logits)), device=logits.device))
+        batch_sum = distributed.all_reduce_mean(logits.sum(0, keepdim=True))
+        m = self.center_momentum if float(count) > 0 else 1.0
+        center.mul_(m).add_((batch_sum / count.clamp(min=1.0)).view_as(center), alpha=1 - m)
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)

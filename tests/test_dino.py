@@ -94,7 +94,7 @@ def test_dino_runs_on_a_resnet_with_a_chosen_number_of_local_crops():
 def test_patch_distillation_loss_matches_reference():
     """iBOT's masked-patch term: per image, the mean over its masked patches of the centred/sharpened
     cross-entropy; unmasked images count 0; mean over the batch."""
-    from methods.dino import patch_distillation_loss
+    from methods.dino import patch_distillation_loss, patch_row_weights
     g = torch.Generator().manual_seed(1)
     s, t = torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
     center = torch.randn(1, 1, 5, generator=g, dtype=torch.float64) * 0.1
@@ -110,7 +110,32 @@ def test_patch_distillation_loss_matches_reference():
             ces.append(-sum(q[k] / sum(q) * math.log(e[k] / sum(e)) for k in range(5)))
         per_image.append(sum(ces) / len(ces) if ces else 0.0)
     ref = sum(per_image) / 3
-    assert patch_distillation_loss(s, t, mask, center, 0.1, 0.04).item() == pytest.approx(ref, rel=1e-6)
+    ours = patch_distillation_loss(s[mask], t[mask], patch_row_weights(mask, mask), 3, center, 0.1, 0.04)
+    assert ours.item() == pytest.approx(ref, rel=1e-6)
+
+
+def test_dino_patch_heads_score_only_the_masked_patches(monkeypatch):
+    """As in DINOv2 the patch heads see the masked patches only (the loss reads no other); a batch with fewer
+    than 2 masked patches still runs a BatchNorm head (zero-weight padding rows), scores 0 and leaves the patch
+    centre as it is."""
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    import methods.dino as dino_module
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8, global_pool="avg", class_token=False), out_dim=64,
+             hidden_dim=64, bottleneck_dim=32, head_bn=True, local_crops=1, patch_loss_weight=1.0, mask_prob=1.0,
+             mask_ratio=(0.25, 0.25))
+    rows = []
+    for head in (m.patch_head, m.patch_teacher.module):
+        head.register_forward_hook(lambda mod, inp, out: rows.append(len(inp[0])))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    assert rows == [12 * 4, 12 * 4] and out["patch_loss"] > 0  # 12 global views, 4 of 16 patches masked each
+    monkeypatch.setattr(dino_module, "random_patch_mask", lambda b, n, *a, **k: torch.zeros(b, n, dtype=torch.bool))
+    m.patch_center.fill_(0.5)
+    out = m.training_loss(views)
+    out["loss"].backward()
+    assert rows[2:] == [2, 2] and out["patch_loss"].item() == 0 and bool((m.patch_center == 0.5).all())
 
 
 def test_random_patch_mask_counts():
@@ -188,8 +213,8 @@ def test_dino_shared_patch_head_scores_patches_with_the_image_head():
     m.teacher.module[1].register_forward_hook(lambda mod, inp, out: rows["teacher"].append(len(inp[0])))
     views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
     out = m.training_loss(views)
-    # pooled rows of the 3 views, then every patch of the 2 global views (16 patches at patch 8 on 32 px)
-    assert rows == {"student": [4 * 3, 2 * 4 * 16], "teacher": [2 * 4, 2 * 4 * 16]}
+    # pooled rows of the 3 views, then the masked patches of the 2 global views (4 of 16 at patch 8 on 32 px)
+    assert rows == {"student": [4 * 3, 2 * 4 * 4], "teacher": [2 * 4, 2 * 4 * 4]}
     assert out["patch_loss"].item() == pytest.approx(math.log(128), rel=0.15)
     out["loss"].backward()  # the mask token reaches the loss only through the shared head's patch scores
     assert m.head.mlp[0].weight.grad.abs().sum() > 0 and m.mask_token.grad.abs().sum() > 0
@@ -321,11 +346,11 @@ def test_dino_crop_scales_reach_the_views_and_bad_ranges_are_refused():
 
 
 def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets(monkeypatch):
-    """patch_centering='sinkhorn' (DINOv2): the iBOT targets are Sinkhorn-Knopp over every teacher patch of the
-    batch; the EMA patch centre stays unused while the global term keeps its EMA centre."""
+    """patch_centering='sinkhorn' (DINOv2): the iBOT targets are Sinkhorn-Knopp over every masked teacher patch of
+    the batch; the EMA patch centre stays unused while the global term keeps its EMA centre."""
     from bench.augment import ViewAugmenter
     from bench.backbones import create_backbone
-    from methods.dino import masked_patch_cross_entropy, sinkhorn_knopp
+    from methods.dino import masked_patch_cross_entropy, patch_row_weights, sinkhorn_knopp
     torch.manual_seed(0)
     m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=64, bottleneck_dim=32,
              local_crops=1, patch_loss_weight=1.0, mask_prob=1.0, patch_centering="sinkhorn")
@@ -338,10 +363,10 @@ def test_dino_sinkhorn_patch_centering_uses_balanced_patch_targets(monkeypatch):
                         lambda *a, **k: captured.setdefault("mask", real_mask(*a, **k)))
     views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8))
     out = m.training_loss(views)
-    shape = captured["mask"].shape + (64,)
-    q = sinkhorn_knopp(captured["teacher"], m.current_teacher_temp())
-    assert q.sum(1).allclose(torch.ones(len(q)), atol=1e-5)
-    expected = masked_patch_cross_entropy(captured["student"].view(shape), q.view(shape), captured["mask"], 0.1)
+    mask = captured["mask"]
+    q = sinkhorn_knopp(captured["teacher"], m.current_teacher_temp())  # the masked patches' rows only
+    assert len(q) == mask.sum() and q.sum(1).allclose(torch.ones(len(q)), atol=1e-5)
+    expected = masked_patch_cross_entropy(captured["student"], q, patch_row_weights(mask, mask), len(mask), 0.1)
     assert out["patch_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert m.patch_center.abs().sum() == 0 and m.center.abs().sum() > 0
     with pytest.raises(TypeError, match="patch_centering"):
