@@ -73,10 +73,11 @@ def patch_rows(mask: torch.Tensor) -> torch.Tensor:
     """(B, N) bool: the patches the patch heads score - the masked ones (as DINOv2: the loss never reads the
     others, and the heads' cost then scales with the masked fraction, ~15 % of the patches by default),
     plus the first unmasked ones when fewer than 2 are masked (a BatchNorm head needs 2 rows; weight 0)."""
-    if int(mask.sum()) >= 2:
+    masked = int(mask.sum())
+    if masked >= 2:
         return mask
     rows = mask.clone().view(-1)
-    rows[(~rows).nonzero()[:2 - int(mask.sum())].view(-1)] = True
+    rows[(~rows).nonzero()[:2 - masked].view(-1)] = True
     return rows.view_as(mask)
 
 
@@ -129,8 +130,7 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations
     ranks may hold different numbers of rows, as with masked patches; this rank's rows returned). Rows sum
     to 1; with enough rounds every column sums to B / K."""
     n = len(teacher_logits)
-    logits = distributed.gather_uneven(teacher_logits.float())
-    start = int(distributed.gather_uneven(torch.tensor([n], device=logits.device))[:distributed.rank()].sum())
+    logits, start = distributed.gather_uneven(teacher_logits.float(), with_start=True)
     q = torch.exp((logits - logits.max()) / teacher_temp) if len(logits) else logits  # the global max: removed below
     q /= q.sum()
     b, k = q.shape
@@ -339,10 +339,10 @@ class DINO(Method):
         counts all-reduced under DDP, so ranks may hold different numbers of rows and every rank keeps the same
         centre); no rows anywhere leaves the centre as it is."""
         logits = teacher_logits.float()
-        count = distributed.all_reduce_mean(torch.tensor(float(len(logits)), device=logits.device))
-        batch_sum = distributed.all_reduce_mean(logits.sum(0, keepdim=True))
-        m = self.center_momentum if float(count) > 0 else 1.0
-        center.mul_(m).add_((batch_sum / count.clamp(min=1.0)).view_as(center), alpha=1 - m)
+        sum_count = distributed.all_reduce_mean(torch.cat([logits.sum(0), logits.new_tensor([len(logits)])]))
+        batch_center = (sum_count[:-1] / sum_count[-1].clamp(min=1.0)).view_as(center)
+        moved = center * self.center_momentum + batch_center * (1 - self.center_momentum)
+        center.copy_(torch.where(sum_count[-1] > 0, moved, center))  # no host sync
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)
