@@ -333,6 +333,17 @@ def test_dino_blur_false_drops_blur_from_every_view():
     assert DINO(create_backbone("resnet18", 32), local_crops=2).views[0].blur_p == 1.0
 
 
+def test_dino_view_overrides_reach_every_view_and_unknown_fields_are_refused():
+    from bench.backbones import create_backbone
+    m = DINO(create_backbone("resnet18", 32), local_crops=2,
+             view_overrides={"jitter_p": 0.0, "gray_p": 0.0, "solarize_p": 0.0, "jitter": [0.2, 0.2, 0.1, 0.0]})
+    assert [(v.jitter_p, v.gray_p, v.solarize_p, v.jitter) for v in m.views] == [(0.0, 0.0, 0.0, (0.2, 0.2, 0.1, 0.0))] * 4
+    assert [v.blur_p for v in m.views] == [1.0, 0.1, 0.5, 0.5]       # the fields not named keep each view's own value
+    assert DINO(create_backbone("resnet18", 32)).views[1].solarize_p == 0.2
+    with pytest.raises(TypeError, match="jiter_p"):
+        DINO(create_backbone("resnet18", 32), view_overrides={"jiter_p": 0.0})
+
+
 def test_dino_crop_scales_reach_the_views_and_bad_ranges_are_refused():
     from bench.backbones import create_backbone
     m = DINO(create_backbone("resnet18", 32), local_crops=2, global_crops_scale=(0.4, 1.0), local_crops_scale=(0.05, 0.4))
