@@ -30,6 +30,7 @@ class TrainConfig(BaseModel):
     optimizer: Literal["lars", "sgd", "adamw"] = "lars"
     lr: float = 0.3                 # base lr for a batch of 256; scaled linearly with batch_size
     weight_decay: float = 1e-6
+    weight_decay_end: float | None = None  # set: weight decay by a cosine from weight_decay to this (DINO: 0.04 -> 0.4)
     momentum: float = 0.9           # sgd / lars
     lars_eta: float = 0.001         # LARS trust coefficient (SimCLR paper; solo-learn uses 0.02 with clipping)
     lars_clip: bool = False         # clip the LARS local lr at the global lr (solo-learn clip_lr)
@@ -77,11 +78,11 @@ class TrainConfig(BaseModel):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_default_execution(self, handler):
-        # execution keys at their defaults are left out of the dump, so the configs (and config hashes) of
-        # single-device runs are what they were before these keys existed
+    def _omit_keys_at_default(self, handler):
+        # keys added later (execution, weight_decay_end) are left out of the dump at their defaults, so the
+        # configs (and config hashes) of earlier runs are what they were before these keys existed
         data = handler(self)
-        for key, default in _EXECUTION_DEFAULTS.items():
+        for key, default in _OMITTED_AT_DEFAULT.items():
             if isinstance(data, dict) and data.get(key, default) == default:
                 data.pop(key, None)
         return data
@@ -95,7 +96,9 @@ class TrainConfig(BaseModel):
         return self.lr * self.batch_size / 256
 
 
-_EXECUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": True, "compile": False}
+# keys left out of the dump at their defaults, so configs made before they existed keep their hash
+_OMITTED_AT_DEFAULT = {"devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": True, "compile": False,
+                       "weight_decay_end": None}
 
 
 def available_recipes() -> list[str]:

@@ -1,7 +1,7 @@
 """One Lightning setup that trains every method.
 
 ``SSLModule`` wraps a :class:`methods.base.Method`: it augments uint8 batches on the device into the
-views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine),
+views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine lr, optionally a cosine weight decay),
 trains an online linear probe on detached features and logs collapse monitors every epoch.
 ``fit(method, data, cfg, run_dir)`` runs it and returns what the run record needs.
 """
@@ -34,6 +34,7 @@ from bench.cpu_bf16 import FastCPUBF16
 from bench.errors import ConfigError, Interrupted, TrainingError
 from bench.io import atomic_torch_save
 from bench.monitors import collapse_metrics, is_collapsed
+from bench.schedules import cosine_schedule, warmup_cosine
 from methods.base import Method, split_loss
 
 # Lightning sets its loggers to INFO on import (GPU/TPU banners, tips); keep the console for our own output.
@@ -112,14 +113,6 @@ def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, se
     return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
 
 
-def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
-    """lr multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 class SSLModule(L.LightningModule):
     def __init__(self, method: Method, cfg: TrainConfig, num_classes: int, steps_per_epoch: int,
                  sampler: EpochBatchSampler | None = None):
@@ -167,6 +160,13 @@ class SSLModule(L.LightningModule):
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return total
 
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.cfg.weight_decay_end is not None:  # DINO / I-JEPA: wd by a cosine from weight_decay to weight_decay_end
+            wd = cosine_schedule(self.cfg.weight_decay, self.cfg.weight_decay_end, self.global_step, self.total_steps)
+            for group in self.optimizers().optimizer.param_groups:
+                if group.get("scheduled_wd"):
+                    group["weight_decay"] = wd
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.method.on_step_end(self.global_step, self.total_steps)
 
@@ -211,7 +211,7 @@ class SSLModule(L.LightningModule):
         for name, p in self.method.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)  # biases and norm weights: no wd, no LARS
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay, "scheduled_wd": True},
                   {"params": no_decay, "weight_decay": 0.0}]
         if self.online_probe is not None:
             groups.append({"params": list(self.online_probe.parameters()), "weight_decay": 0.0,

@@ -10,16 +10,16 @@ so m rises from m0 to 1 by a cosine over training. The teacher never receives gr
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
 
+from bench.schedules import cosine_schedule
+
 
 def ema_momentum(step: int, total_steps: int, base: float) -> float:
     """Cosine schedule from ``base`` at step 0 to 1.0 at ``total_steps``."""
-    progress = min(1.0, step / max(1, total_steps))
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1) / 2
+    return cosine_schedule(base, 1.0, step, total_steps)
 
 
 class EMATeacher(nn.Module):

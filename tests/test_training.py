@@ -16,7 +16,8 @@ from bench.errors import TrainingError
 from bench.monitors import collapse_metrics, is_collapsed
 from bench.records import load_records
 from bench.runner import load_benchmark_data, train_run
-from bench.train import warmup_cosine
+from bench.schedules import cosine_schedule
+from bench.train import fit, warmup_cosine
 
 NAN_PLUGIN = '''
 import torch
@@ -71,6 +72,39 @@ def test_warmup_cosine_shape():
     assert warmup_cosine(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
     values = [warmup_cosine(s, 100, 10) for s in range(10, 100)]
     assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay after warm-up
+
+
+def test_cosine_schedule_runs_from_start_to_end():
+    assert cosine_schedule(0.04, 0.4, 0, 10) == pytest.approx(0.04)
+    assert cosine_schedule(0.04, 0.4, 5, 10) == pytest.approx(0.22)
+    assert cosine_schedule(0.04, 0.4, 10, 10) == pytest.approx(0.4) == cosine_schedule(0.04, 0.4, 12, 10)
+
+
+def test_weight_decay_end_schedules_the_decayed_group_only(tmp_path):
+    """weight_decay_end: every step's decayed group (weights) gets the cosine wd of that step (DINO 0.04 -> 0.4);
+    biases and norm weights keep 0; the key is left out of the config dump at its default (old hashes hold)."""
+    from lightning.pytorch.callbacks import Callback
+
+    from methods.simclr import SimCLR
+    from bench.backbones import create_backbone
+
+    seen = []
+
+    class Record(Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            seen.append([g["weight_decay"] for g in optimizer.param_groups])
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randint(0, 255, (32, 3, 16, 16), dtype=torch.uint8, generator=g), torch.arange(32) % 2
+    cfg = make_config(None, method="simclr", backbone="resnet18", img_size=16, epochs=2, batch_size=8,
+                      optimizer="adamw", lr=1e-3, weight_decay=0.04, weight_decay_end=0.4, online_probe=False,
+                      precision="32-true")
+    fit(SimCLR(create_backbone("resnet18", 16)), images, labels, cfg, tmp_path, progress=False, callbacks=[Record()])
+    assert len(seen) == 8
+    assert [s[0] for s in seen] == pytest.approx([cosine_schedule(0.04, 0.4, i, 8) for i in range(8)])
+    assert all(s[1] == 0.0 for s in seen)
+    assert "weight_decay_end" not in make_config(None, method="simclr").model_dump()
+    assert make_config(None, method="simclr", weight_decay_end=0.4).model_dump()["weight_decay_end"] == 0.4
 
 
 def test_collapse_monitors():
