@@ -203,10 +203,29 @@ def _tex_table(df: pd.DataFrame, title: str | None, fit: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grid_edge_notes(spec, records: list[RunRecord]) -> list[str]:
+    """One line per (probe, hyper-parameter, value) that the hold-out selection picked at the edge of the protocol's
+    grid (its smallest or largest value, on an axis of >= 3 values; a weight decay of 0 is no edge): the best value may
+    lie outside the grid, which the next benchmark version should widen. Counted over the listed (not failed) runs."""
+    runs = [r for r in records if r.status != "failed"]
+    hits: dict[tuple, list[RunRecord]] = {}
+    for r in runs:
+        for key, chosen in r.selected.items():
+            probe = key.rsplit("_", 1)[-1]        # extra label columns: "shape_attentive"
+            for axis, values in spec.grids.get(probe, {}).items():
+                v = chosen.get(axis)
+                if len(values) < 3 or v is None or v == 0 or v not in (min(values), max(values)):
+                    continue
+                hits.setdefault((key, axis, v, "largest" if v == max(values) else "smallest", values), []).append(r)
+    return [f"{key} {axis}={v:g} (the grid's {side} of {', '.join(f'{x:g}' for x in values)}): {len(rs)} of "
+            f"{len(runs)} runs ({', '.join(sorted({r.method for r in rs}))})"
+            for (key, axis, v, side, values), rs in sorted(hits.items(), key=lambda kv: (kv[0][0], kv[0][1], -len(kv[1])))]
+
+
 def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
                        records: list[RunRecord] | None = None, record_href: dict[str, str] | None = None,
-                       standalone: bool = False) -> str:
-    """``md`` (cells ``71.3 ± 0.4``, best bold), ``csv`` (mean/std/ci95/n columns, full precision), ``tex``
+                       standalone: bool = False, notes: list[str] = ()) -> str:
+    """``md`` (cells ``71.3 ± 0.4``, best bold; ``notes``: the ``grid_edge_notes`` under the table), ``csv`` (mean/std/ci95/n columns, full precision), ``tex``
     (booktabs, best mean per score column in bold; ``standalone=True`` gives a compilable document) or ``html``
     (a self-contained page, see bench.leaderboard_html; ``records`` / ``record_href`` add per-run details)."""
     if fmt == "csv":
@@ -218,6 +237,9 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
                   f"for {headline_of(df)}; ranked by {headline_of(df)}.", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if notes:
+            lines += ["", "Selected at an edge of the protocol's probe grid (the best value may lie outside it; "
+                      "the next benchmark version should widen the grid):", "", *(f"- {n}" for n in notes)]
         return "\n".join(lines) + "\n"
     if fmt == "tex":
         return tex_document(_tex_table(df, title, fit=True)) if standalone else _tex_table(df, title)
@@ -229,7 +251,8 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
 
 def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.PathLike,
                      formats: tuple[str, ...] = ("md", "csv", "tex"), results_dir: str | os.PathLike = "results",
-                     *, records: list[RunRecord] | None = None, standalone: bool = False) -> list[Path]:
+                     *, records: list[RunRecord] | None = None, standalone: bool = False,
+                     notes: list[str] = ()) -> list[Path]:
     """Write a built leaderboard to ``out_dir/<benchmark_id>/leaderboard.<fmt>`` (atomically). The html page
     links each run to its record ``results_dir/<benchmark_id>/<run_id>.json`` by a relative path; ``records``
     (default: read from results_dir) fill its per-run details."""
@@ -247,7 +270,8 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
         extra = {"records": records,
                  "record_href": {r.run_id: Path(rel, f"{r.run_id}.json").as_posix() for r in records}}
     return [atomic_write_text(folder / f"leaderboard.{fmt}",
-                              render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, **extra))
+                              render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes,
+                                                 **extra))
             for fmt in formats]
 
 
@@ -266,4 +290,6 @@ def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | 
     if spec is not None:
         check_records(spec, records)
     df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1")
-    return df, save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone)
+    notes = grid_edge_notes(spec, records) if spec is not None else []
+    return df, save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone,
+                                notes=notes)

@@ -293,6 +293,31 @@ def test_write_leaderboard(tmp_path, records):
         save_leaderboard(build_leaderboard(records, BID), BID, tmp_path / "lb", ("pdf",))
 
 
+def test_selections_at_a_grid_edge_are_listed_under_the_markdown_table(tmp_path):
+    """A hyper-parameter picked at the smallest / largest value of a >= 3-value axis is an edge (the best value may
+    lie outside the grid); interior values, 2-value axes, wd 0 and failed runs are not."""
+    from bench.benchmarks import get_benchmark
+    from bench.leaderboard import grid_edge_notes
+    b = get_benchmark(BID)
+    sel = lambda lr, wd, k: {"linear": {"lr": lr, "wd": wd}, "attentive": {"lr": 0.03, "wd": 0.1}, "knn": {"k": k, "T": 0.05}}
+    recs = [registered_rec("simclr", 0, 70.0, selected=sel(3.0, 0.0, 20)),
+            registered_rec("simclr", 1, 71.0, selected=sel(3.0, 0.0, 200)),
+            registered_rec("random", 0, 20.0, selected={**sel(0.3, 1e-3, 50), "shape_attentive": {"lr": 3e-3, "wd": 0.01}}),
+            registered_rec("barlow", 0, None, status="failed", error="NaN loss", selected=sel(0.01, 0.0, 10))]
+    notes = grid_edge_notes(b, recs)
+    assert notes == [
+        "attentive lr=0.03 (the grid's largest of 0.003, 0.01, 0.03): 3 of 3 runs (random, simclr)",
+        "knn k=200 (the grid's largest of 10, 20, 50, 100, 200): 1 of 3 runs (simclr)",
+        "linear lr=3 (the grid's largest of 0.01, 0.03, 0.1, 0.3, 1, 3): 2 of 3 runs (simclr)",
+        "shape_attentive lr=0.003 (the grid's smallest of 0.003, 0.01, 0.03): 1 of 3 runs (random)"]
+    for r in recs:
+        write_record(r, tmp_path / "results")
+    _, paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb")
+    md = paths[0].read_text()
+    assert "Selected at an edge of the protocol's probe grid" in md and f"- {notes[2]}" in md
+    assert "edge" not in paths[1].read_text() and "edge" not in paths[2].read_text()   # csv / tex: the table only
+
+
 def test_cli_leaderboard_all_formats(tmp_path, capsys):
     for s, v in enumerate([70.0, 72.0]):
         write_record(registered_rec("simclr", s, v, params=1_000_000), tmp_path / "results")

@@ -71,6 +71,12 @@ class Benchmark(BaseModel):
         return self.frames > 0
 
     @property
+    def grids(self) -> dict[str, dict[str, tuple]]:
+        """Each probe's hyper-parameter grid, axis name -> values, named as the records' ``selected`` name them."""
+        return {"knn": {"k": self.knn_k, "T": self.knn_t}, "linear": {"lr": self.linear_lr, "wd": self.linear_wd},
+                "attentive": {"lr": self.attentive_lr, "wd": self.attentive_wd}}
+
+    @property
     def id(self) -> str:
         return f"{self.name}-v{self.version}"
 
