@@ -219,13 +219,14 @@ def grid_edge_notes(spec, records: list[RunRecord]) -> list[str]:
                 hits.setdefault((key, axis, v, "largest" if v == max(values) else "smallest", values), []).append(r)
     return [f"{key} {axis}={v:g} (the grid's {side} of {', '.join(f'{x:g}' for x in values)}): {len(rs)} of "
             f"{len(runs)} runs ({', '.join(sorted({r.method for r in rs}))})"
-            for (key, axis, v, side, values), rs in sorted(hits.items(), key=lambda kv: (kv[0][0], kv[0][1], -len(kv[1])))]
+            for (key, axis, v, side, values), rs in sorted(hits.items(), key=lambda kv: (*kv[0][:2], -len(kv[1])))]
 
 
 def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
                        records: list[RunRecord] | None = None, record_href: dict[str, str] | None = None,
                        standalone: bool = False, notes: list[str] = ()) -> str:
-    """``md`` (cells ``71.3 ± 0.4``, best bold; ``notes``: the ``grid_edge_notes`` under the table), ``csv`` (mean/std/ci95/n columns, full precision), ``tex``
+    """``md`` (cells ``71.3 ± 0.4``, best bold; ``notes``, e.g. ``grid_edge_notes``, listed under the table), ``csv``
+    (mean/std/ci95/n columns, full precision), ``tex``
     (booktabs, best mean per score column in bold; ``standalone=True`` gives a compilable document) or ``html``
     (a self-contained page, see bench.leaderboard_html; ``records`` / ``record_href`` add per-run details)."""
     if fmt == "csv":

@@ -1,8 +1,8 @@
 """One Lightning setup that trains every method.
 
 ``SSLModule`` wraps a :class:`methods.base.Method`: it augments uint8 batches on the device into the
-views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine lr, optionally a cosine weight decay),
-trains an online linear probe on detached features and logs collapse monitors every epoch.
+views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine lr, optionally
+a cosine weight decay), trains an online linear probe on detached features and logs collapse monitors every epoch.
 ``fit(method, data, cfg, run_dir)`` runs it and returns what the run record needs.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 import warnings
 from collections.abc import Sequence

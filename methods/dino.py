@@ -29,8 +29,8 @@ Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see
 global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
 subtracts the entropy of the student's mean prediction over the batch (ME-MAX: all prototypes in use).
 ``blur=False`` drops the Gaussian blur from every view; ``view_overrides`` sets any other ViewSpec field on
-every view (e.g. ``{jitter_p: 0.0, gray_p: 0.0, solarize_p: 0.0}``: no colour augmentation); ``global_crops_scale`` / ``local_crops_scale``
-set the crops' area ranges (DINO's arguments of those names; its defaults are (0.4, 1) and (0.05, 0.4),
+every view (e.g. ``{jitter_p: 0.0, gray_p: 0.0, solarize_p: 0.0}``: no colour augmentation);
+``global_crops_scale`` / ``local_crops_scale`` set the crops' area ranges (DINO's arguments of those names; its defaults are (0.4, 1) and (0.05, 0.4),
 here (0.25, 1) and (0.05, 0.25): stronger crops, which this package has always used; on imagenette64 the
 paper's defaults gave the same probe scores).
 """
@@ -211,7 +211,8 @@ def _checked_view_overrides(overrides: dict) -> dict:
     fields = {f.name for f in dataclass_fields(ViewSpec)} - {"size", "size_frac", "scale"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise TypeError(f"view_overrides: unknown view field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise TypeError(f"view_overrides: unknown view field(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(fields))}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
 
 
