@@ -7,7 +7,7 @@ per image and per view.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import kornia.augmentation as K
 import torch
@@ -72,6 +72,16 @@ class ViewSpec:
     def byol(cls, blur_p: float, solarize_p: float, **kw) -> "ViewSpec":
         """BYOL / Barlow Twins asymmetric view: jitter (0.4, 0.4, 0.2, 0.1), chosen blur/solarize."""
         return cls(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=blur_p, solarize_p=solarize_p, **kw)
+
+    def with_overrides(self, overrides: dict) -> "ViewSpec":
+        """A copy with the named fields set (lists become tuples, as YAML gives them); a name that is no field of
+        the view, or one the method owns (size, size_frac, scale), is a TypeError naming it."""
+        allowed = {f.name for f in fields(self)} - {"size", "size_frac", "scale"}
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise TypeError(f"view_overrides: unknown view field(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(allowed))}")
+        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
     def with_size(self, size: int) -> "ViewSpec":
         return self if self.size is not None else replace(self, size=max(1, round(size * self.size_frac)))

@@ -207,12 +207,12 @@ def grid_edge_notes(spec, records: list[RunRecord]) -> list[str]:
     """One line per (probe, hyper-parameter, value) that the hold-out selection picked at the edge of the protocol's
     grid (its smallest or largest value, on an axis of >= 3 values; a weight decay of 0 is no edge): the best value may
     lie outside the grid, which the next benchmark version should widen. Counted over the listed (not failed) runs."""
-    runs = [r for r in records if r.status != "failed"]
+    runs, grids = [r for r in records if r.status != "failed"], spec.grids
     hits: dict[tuple, list[RunRecord]] = {}
     for r in runs:
         for key, chosen in r.selected.items():
             probe = key.rsplit("_", 1)[-1]        # extra label columns: "shape_attentive"
-            for axis, values in spec.grids.get(probe, {}).items():
+            for axis, values in grids.get(probe, {}).items():
                 v = chosen.get(axis)
                 if len(values) < 3 or v is None or v == 0 or v not in (min(values), max(values)):
                     continue
