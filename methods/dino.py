@@ -31,8 +31,8 @@ subtracts the entropy of the student's mean prediction over the batch (ME-MAX: a
 ``blur=False`` drops the Gaussian blur from every view; ``view_overrides`` sets any other ViewSpec field on
 every view (e.g. ``{jitter_p: 0.0, gray_p: 0.0, solarize_p: 0.0}``: no colour augmentation);
 ``global_crops_scale`` / ``local_crops_scale`` set the crops' area ranges (DINO's arguments of those names;
-its defaults are (0.4, 1) and (0.05, 0.4), here (0.25, 1) and (0.05, 0.25): stronger crops, which this package has always used; on imagenette64 the
-paper's defaults gave the same probe scores).
+its defaults are (0.4, 1) and (0.05, 0.4), here (0.25, 1) and (0.05, 0.25): stronger crops, which this
+package has always used; on imagenette64 the paper's defaults gave the same probe scores).
 """
 
 from __future__ import annotations
