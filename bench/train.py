@@ -166,6 +166,9 @@ class SSLModule(L.LightningModule):
                 if group.get("scheduled_wd"):
                     group["weight_decay"] = wd
 
+    def on_after_backward(self):
+        self.method.on_after_backward()
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.method.on_step_end(self.global_step, self.total_steps)
 

@@ -10,6 +10,7 @@ the augmented views it asked for and optimises whatever ``training_loss`` return
         def __init__(self, backbone, temperature=0.1): ...
         def training_loss(self, views):                  # list[Tensor (B, 3, h, w)], normalised
             return loss  # scalar, or {"loss": loss, "term": value, "embedding": feats_of_view0}
+        def on_after_backward(self): ...                 # optional (edit gradients before the step)
         def on_step_end(self, step, total_steps): ...    # optional (EMA teachers, schedules)
         @property
         def encoder(self): return self.backbone          # what the probes evaluate
@@ -46,6 +47,10 @@ class Method(nn.Module):
 
     def training_loss(self, views: list[torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def on_after_backward(self) -> None:
+        """Called after every backward pass, before gradient clipping and the optimiser step (gradients
+        already synchronised under DDP): e.g. drop the gradient of parameters frozen for a while."""
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called after every optimiser step (EMA updates, schedules)."""

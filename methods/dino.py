@@ -28,6 +28,8 @@ of each global view.
 Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
 global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
 subtracts the entropy of the student's mean prediction over the batch (ME-MAX: all prototypes in use).
+``freeze_last_layer`` (a fraction of training; DINO's ``--freeze_last_layer 1`` is its first epoch) drops the
+gradient of the heads' prototype layers over that first part, as DINO does to steady the early steps.
 ``blur=False`` drops the Gaussian blur from every view; ``view_overrides`` sets any other ViewSpec field on
 every view (e.g. ``{jitter_p: 0.0, gray_p: 0.0, solarize_p: 0.0}``: no colour augmentation);
 ``global_crops_scale`` / ``local_crops_scale`` set the crops' area ranges (DINO's arguments of those names;
@@ -222,7 +224,7 @@ class DINO(Method):
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
                  mask_shape: str = "rand", shared_patch_head: bool = False,
                  global_crops_scale=GLOBAL_CROPS_SCALE, local_crops_scale=LOCAL_CROPS_SCALE,
-                 view_overrides: dict | None = None):
+                 view_overrides: dict | None = None, freeze_last_layer: float = 0.0):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -267,6 +269,9 @@ class DINO(Method):
                 self.patch_teacher = EMATeacher(self.patch_head, ema)
             self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
         self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
+        if not 0.0 <= freeze_last_layer < 1.0:
+            raise TypeError(f"freeze_last_layer must be a fraction of training in [0, 1), got {freeze_last_layer}")
+        self.freeze_last_layer = freeze_last_layer
 
     def current_teacher_temp(self) -> float:
         """Linear warm-up from warmup_teacher_temp to teacher_temp over the first warmup_teacher_frac of training."""
@@ -346,6 +351,16 @@ class DINO(Method):
         batch_center = (sum_count[:-1] / sum_count[-1].clamp(min=1.0)).view_as(center)
         moved = center * self.center_momentum + batch_center * (1 - self.center_momentum)
         center.copy_(torch.where(sum_count[-1] > 0, moved, center))  # no host sync
+
+    def on_after_backward(self) -> None:
+        """DINO's ``cancel_gradients_last_layer``: over the first ``freeze_last_layer`` of training the
+        prototype layers get no gradient (None: the optimiser skips them, weight decay included)."""
+        if float(self.progress) >= self.freeze_last_layer:
+            return
+        for head in (self.head, getattr(self, "patch_head", None)):
+            if head is not None:
+                for p in head.last_layer.parameters():
+                    p.grad = None
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)

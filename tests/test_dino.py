@@ -411,3 +411,25 @@ def test_dino_block_masks_reach_the_patch_term():
     assert out["patch_loss"].item() > 0 and m.mask_token.grad is not None
     with pytest.raises(TypeError, match="mask_shape"):
         DINO(create_backbone("vit_tiny", 32, patch_size=8), mask_shape="grid")
+
+
+def test_dino_freeze_last_layer_drops_the_prototype_gradients_early_only():
+    """DINO's cancel_gradients_last_layer: over the first freeze_last_layer of training the last layers of
+    both heads get no gradient; the rest of the heads and the backbone still do; afterwards all do."""
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=64, hidden_dim=32, local_crops=1,
+             norm_last_layer=False, patch_loss_weight=1.0, mask_prob=1.0, freeze_last_layer=0.25)
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    last = [*m.head.last_layer.parameters(), *m.patch_head.last_layer.parameters()]
+    assert len(last) == 4  # weight-norm gain and direction of each head
+    for step, frozen in ((24, True), (25, False)):
+        m.zero_grad(set_to_none=True)
+        m.on_step_end(step, 100)
+        m.training_loss(views)["loss"].backward()
+        m.on_after_backward()
+        assert all((p.grad is None) == frozen for p in last)
+        assert m.head.mlp[0].weight.grad is not None and m.backbone.model.patch_embed.proj.weight.grad is not None
+    with pytest.raises(TypeError, match="freeze_last_layer"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), freeze_last_layer=1.0)

@@ -107,6 +107,36 @@ def test_weight_decay_end_schedules_the_decayed_group_only(tmp_path):
     assert make_config(None, method="simclr", weight_decay_end=0.4).model_dump()["weight_decay_end"] == 0.4
 
 
+def test_the_trainer_calls_on_after_backward_before_clipping_and_the_step(tmp_path):
+    """Method.on_after_backward runs after every backward and before the optimiser step: a gradient it drops
+    (DINO's frozen prototype layer) never reaches the step, so that parameter does not move (nor decay)."""
+    from lightning.pytorch.callbacks import Callback
+
+    from methods.simclr import SimCLR
+    from bench.backbones import create_backbone
+
+    class Frozen(SimCLR):
+        def on_after_backward(self):
+            self.projector[0].weight.grad = None
+
+    seen = []
+
+    class Record(Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            seen.append(module.method.projector[0].weight.grad is None)
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randint(0, 255, (32, 3, 16, 16), dtype=torch.uint8, generator=g), torch.arange(32) % 2
+    cfg = make_config(None, method="simclr", backbone="resnet18", img_size=16, epochs=1, batch_size=8,
+                      optimizer="adamw", lr=1e-3, weight_decay=0.04, grad_clip=1.0, online_probe=False,
+                      precision="32-true")
+    method = Frozen(create_backbone("resnet18", 16))
+    before = method.projector[0].weight.detach().clone(), method.projector[-1].weight.detach().clone()
+    fit(method, images, labels, cfg, tmp_path, progress=False, callbacks=[Record()])
+    assert seen == [True] * 4
+    assert torch.equal(method.projector[0].weight, before[0]) and not torch.equal(method.projector[-1].weight, before[1])
+
+
 def test_collapse_monitors():
     g = torch.Generator().manual_seed(0)
     healthy = collapse_metrics(torch.randn(512, 64, generator=g))

@@ -143,6 +143,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
                 loss, _ = split_loss(method.training_loss(views), method.name)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            method.on_after_backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
             opt.step()
