@@ -355,7 +355,7 @@ class DINO(Method):
     def on_after_backward(self) -> None:
         """DINO's ``cancel_gradients_last_layer``: over the first ``freeze_last_layer`` of training the
         prototype layers get no gradient (None: the optimiser skips them, weight decay included)."""
-        if float(self.progress) >= self.freeze_last_layer:
+        if not self.freeze_last_layer or float(self.progress) >= self.freeze_last_layer:  # off: no host sync
             return
         for head in (self.head, getattr(self, "patch_head", None)):
             if head is not None:
