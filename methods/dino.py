@@ -234,6 +234,8 @@ class DINO(Method):
                 raise TypeError(f"{key} must be 'ema' or 'sinkhorn', got {value!r}")
         if mask_shape not in ("rand", "block"):
             raise TypeError(f"mask_shape must be 'rand' or 'block', got {mask_shape!r}")
+        if not 0.0 <= freeze_last_layer < 1.0:
+            raise TypeError(f"freeze_last_layer must be a fraction of training in [0, 1), got {freeze_last_layer}")
         if not 0.0 < student_keep <= 1.0:
             raise TypeError(f"student_keep must be in (0, 1], got {student_keep}")
         if student_keep < 1.0 and not getattr(backbone, "is_vit", False):
@@ -241,7 +243,7 @@ class DINO(Method):
         if student_keep < 1.0 and patch_loss_weight > 0:
             raise TypeError("student_keep < 1 and patch_loss_weight > 0 do not combine (iBOT masks, MSN drops tokens)")
         self.centering, self.patch_centering, self.koleo_weight = centering, patch_centering, koleo_weight
-        self.me_max_weight, self.student_keep = me_max_weight, student_keep
+        self.me_max_weight, self.student_keep, self.freeze_last_layer = me_max_weight, student_keep, freeze_last_layer
         for key, value in (("global_crops_scale", global_crops_scale), ("local_crops_scale", local_crops_scale)):
             if not isinstance(value, (list, tuple)) or len(value) != 2 or not 0.0 < value[0] <= value[1] <= 1.0:
                 raise TypeError(f"{key} must be (low, high) with 0 < low <= high <= 1, got {value!r}")
@@ -269,9 +271,6 @@ class DINO(Method):
                 self.patch_teacher = EMATeacher(self.patch_head, ema)
             self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
         self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
-        if not 0.0 <= freeze_last_layer < 1.0:
-            raise TypeError(f"freeze_last_layer must be a fraction of training in [0, 1), got {freeze_last_layer}")
-        self.freeze_last_layer = freeze_last_layer
 
     def current_teacher_temp(self) -> float:
         """Linear warm-up from warmup_teacher_temp to teacher_temp over the first warmup_teacher_frac of training."""
