@@ -28,6 +28,11 @@ of each global view.
 Two MSN options (Assran et al., 2022): ``student_keep < 1`` lets the student see only that fraction of each
 global view's patches (random, per image; the teacher sees all - cheaper steps), and ``me_max_weight > 0``
 subtracts the entropy of the student's mean prediction over the batch (ME-MAX: all prototypes in use).
+``region_loss_weight > 0`` adds EsViT's region-level matching term (Li et al., 2022, "Efficient Self-supervised
+Vision Transformers"): every output token of every student view takes as its target the teacher's distribution at
+the token of another (global) view whose backbone feature is most similar (cosine), scored through a token head of
+its own (``region_head``, EMA teacher, own centre) - DINO's cross-view distillation at the level of tokens, with no
+crop geometry needed.
 ``freeze_last_layer`` (a fraction of training; DINO's ``--freeze_last_layer 1`` is its first epoch) drops the
 gradient of the heads' prototype layers over that first part, as DINO does to steady the early steps.
 ``blur=False`` drops the Gaussian blur from every view; ``view_overrides`` sets any other ViewSpec field on
@@ -178,6 +183,28 @@ def cross_view_loss(student_logits: list[torch.Tensor], teacher_probs: list[torc
     return total / pairs
 
 
+def region_matching_loss(student_tokens: list[torch.Tensor], student_logits: list[torch.Tensor],
+                         teacher_tokens: list[torch.Tensor], teacher_probs: list[torch.Tensor],
+                         student_temp: float = 0.1) -> torch.Tensor:
+    """EsViT's region-level term. Student view s: backbone tokens (B, Ns, D) and token-head logits (B, Ns, K);
+    teacher (global) view t: tokens (B, Nt, D) and target distributions (B, Nt, K); teacher views are the
+    first student views. For every pair s != t and every student token i, j* = argmax_j cos(x_s[i], x_t[j])
+    (same image), and the term is  mean over pairs, images, tokens of  - sum_k q_t[j*][k] log p_s[i][k]."""
+    xs = [F.normalize(x.detach().float(), dim=-1) for x in student_tokens]
+    log_p = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student_logits]
+    total, pairs = 0.0, 0
+    for ti, (xt, qt) in enumerate(zip(teacher_tokens, teacher_probs)):
+        xt, qt = F.normalize(xt.detach().float(), dim=-1), qt.detach()
+        for si, (x, lp) in enumerate(zip(xs, log_p)):
+            if si == ti:
+                continue
+            match = torch.bmm(x, xt.transpose(1, 2)).argmax(-1)                                   # (B, Ns)
+            target = torch.gather(qt, 1, match.unsqueeze(-1).expand(-1, -1, qt.shape[-1]))      # (B, Ns, K)
+            total = total + (-(target * lp).sum(-1)).mean()
+            pairs += 1
+    return total / pairs
+
+
 class DINOHead(nn.Module):
     """MLP (GELU, optional BatchNorm) -> bottleneck -> L2-normalise -> weight-normalised linear to K
     prototypes; ``norm_last_layer`` fixes the weight-norm gain g to 1 (the paper's default for ViTs)."""
@@ -224,7 +251,7 @@ class DINO(Method):
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
                  mask_shape: str = "rand", shared_patch_head: bool = False,
                  global_crops_scale=GLOBAL_CROPS_SCALE, local_crops_scale=LOCAL_CROPS_SCALE,
-                 view_overrides: dict | None = None, freeze_last_layer: float = 0.0):
+                 view_overrides: dict | None = None, freeze_last_layer: float = 0.0, region_loss_weight: float = 0.0):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -240,6 +267,10 @@ class DINO(Method):
             raise TypeError(f"student_keep must be in (0, 1], got {student_keep}")
         if student_keep < 1.0 and not getattr(backbone, "is_vit", False):
             raise TypeError("student_keep < 1 (MSN token dropping) needs a ViT backbone")
+        if region_loss_weight > 0 and not getattr(backbone, "is_vit", False):
+            raise TypeError("region_loss_weight > 0 (EsViT region matching) needs a ViT backbone")
+        if student_keep < 1.0 and region_loss_weight > 0:
+            raise TypeError("student_keep < 1 and region_loss_weight > 0 do not combine (the student needs every token)")
         if student_keep < 1.0 and patch_loss_weight > 0:
             raise TypeError("student_keep < 1 and patch_loss_weight > 0 do not combine (iBOT masks, MSN drops tokens)")
         self.centering, self.patch_centering, self.koleo_weight = centering, patch_centering, koleo_weight
@@ -271,6 +302,12 @@ class DINO(Method):
                 self.patch_teacher = EMATeacher(self.patch_head, ema)
             self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
         self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
+        self.region_loss_weight = region_loss_weight
+        if region_loss_weight > 0:
+            self.region_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
+                                        norm_last_layer=norm_last_layer)
+            self.region_teacher = EMATeacher(self.region_head, ema)
+            self.register_buffer("region_center", torch.zeros(1, 1, out_dim))
 
     def current_teacher_temp(self) -> float:
         """Linear warm-up from warmup_teacher_temp to teacher_temp over the first warmup_teacher_frac of training."""
@@ -280,8 +317,9 @@ class DINO(Method):
     def training_loss(self, views):
         b, globals_ = len(views[0]), torch.cat(views[:2])
         patches, tt = self.patch_loss_weight > 0, self.current_teacher_temp()
+        region = self.region_loss_weight > 0
         with torch.no_grad():
-            t_feats, t_patches = self._encode(self.teacher.module[0], globals_, patches)
+            t_feats, t_patches = self._encode(self.teacher.module[0], globals_, patches or region)
             teacher_out = self.teacher.module[1](t_feats)
         mask = self._patch_mask(len(globals_), t_patches.shape[1], globals_.device) if patches else None
         # student: one backbone pass per resolution
@@ -289,8 +327,13 @@ class DINO(Method):
         if self.student_keep < 1.0:  # MSN: the student sees a random subset of each global view's patches
             n = self.backbone.model.patch_embed.num_patches
             keep = torch.rand(len(globals_), n, device=globals_.device).argsort(1)[:, :max(1, round(self.student_keep * n))]
-        feats_global, s_patches = self._encode(self.backbone, globals_, patches, mask, keep)
-        feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
+        feats_global, s_patches = self._encode(self.backbone, globals_, patches or region, mask, keep)
+        local_tokens = None
+        if len(views) > 2 and region:
+            local_feats, local_tokens = self.backbone.pooled_and_patches(torch.cat(views[2:]))
+            feats = [feats_global, local_feats]
+        else:
+            feats = [feats_global] + ([self.backbone(torch.cat(views[2:]))] if len(views) > 2 else [])
         student_out = list(self.head(torch.cat(feats)).split(b))
         if self.centering == "sinkhorn":
             loss = cross_view_loss(student_out, list(sinkhorn_knopp(teacher_out, tt).chunk(2)), self.student_temp)
@@ -304,6 +347,10 @@ class DINO(Method):
         if self.koleo_weight > 0:
             koleo = sum(koleo_loss(f) for f in feats_global.chunk(2))
             out.update(loss=out["loss"] + self.koleo_weight * koleo, koleo=koleo.detach(), dino_loss=loss.detach())
+        if region:
+            region_loss = self._region_loss(s_patches, local_tokens, t_patches, tt, b)
+            out.update(loss=out["loss"] + self.region_loss_weight * region_loss, region_loss=region_loss.detach(),
+                       cls_loss=loss.detach())
         if patches:
             student_head, teacher_head = ((self.head, self.teacher.module[1]) if self.shared_patch_head
                                           else (self.patch_head, self.patch_teacher.module))
@@ -323,6 +370,23 @@ class DINO(Method):
             out.update(loss=out["loss"] + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out
+
+    def _region_loss(self, s_global: torch.Tensor, s_local: torch.Tensor | None, t_global: torch.Tensor, tt: float,
+                     b: int) -> torch.Tensor:
+        """EsViT's term over the student's global (2B, N, D) and local (L*B, n, D) tokens and the teacher's global
+        tokens (2B, N, D); the region centre follows the teacher's token logits."""
+        d = t_global.shape[-1]
+        with torch.no_grad():
+            t_logits = self.region_teacher.module(t_global.reshape(-1, d)).view(*t_global.shape[:2], -1)
+        q = F.softmax((t_logits.float() - self.region_center) / tt, dim=-1)
+        student = [s_global] + ([s_local] if s_local is not None else [])
+        s_logits = self.region_head(torch.cat([x.reshape(-1, d) for x in student]))
+        s_logits = s_logits.split([x.shape[0] * x.shape[1] for x in student])
+        s_tokens = [v for x in student for v in x.split(b)]
+        s_logits = [v for x, lg in zip(student, s_logits) for v in lg.view(*x.shape[:2], -1).split(b)]
+        loss = region_matching_loss(s_tokens, s_logits, list(t_global.split(b)), list(q.split(b)), self.student_temp)
+        self._update_center(self.region_center, t_logits.reshape(-1, t_logits.shape[-1]))
+        return loss
 
     def _encode(self, backbone, x: torch.Tensor, patches: bool, mask: torch.Tensor | None = None,
                 keep: torch.Tensor | None = None):
@@ -356,7 +420,7 @@ class DINO(Method):
         prototype layers get no gradient (None: the optimiser skips them, weight decay included)."""
         if not self.freeze_last_layer or float(self.progress) >= self.freeze_last_layer:  # off: no host sync
             return
-        for head in (self.head, getattr(self, "patch_head", None)):
+        for head in (self.head, getattr(self, "patch_head", None), getattr(self, "region_head", None)):
             if head is not None:
                 for p in head.last_layer.parameters():
                     p.grad = None
@@ -365,6 +429,8 @@ class DINO(Method):
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)
         if self.patch_loss_weight > 0 and not self.shared_patch_head:
             self.patch_teacher.update(self.patch_head, step, total_steps)
+        if self.region_loss_weight > 0:
+            self.region_teacher.update(self.region_head, step, total_steps)
         self.progress.fill_(step / max(1, total_steps))
 
     @property

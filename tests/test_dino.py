@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from methods.dino import DINO, dino_loss
 from methods.ema import EMATeacher, ema_momentum
@@ -433,3 +434,59 @@ def test_dino_freeze_last_layer_drops_the_prototype_gradients_early_only():
         assert m.head.mlp[0].weight.grad is not None and m.backbone.model.patch_embed.proj.weight.grad is not None
     with pytest.raises(TypeError, match="freeze_last_layer"):
         DINO(create_backbone("vit_tiny", 32, patch_size=8), freeze_last_layer=1.0)
+
+
+def test_region_matching_loss_matches_a_loop_over_tokens():
+    """EsViT's term: each student token takes the teacher distribution at its most similar token of another view."""
+    from methods.dino import region_matching_loss
+    torch.manual_seed(0)
+    b, d, k = 2, 5, 7
+    s_tok = [torch.randn(b, 4, d), torch.randn(b, 4, d), torch.randn(b, 2, d)]   # 2 global + 1 local student views
+    s_log = [torch.randn(b, x.shape[1], k) for x in s_tok]
+    t_tok = [torch.randn(b, 4, d), torch.randn(b, 4, d)]
+    t_q = [torch.softmax(torch.randn(b, 4, k), -1) for _ in t_tok]
+    total, pairs = 0.0, 0
+    for ti in range(2):
+        for si in range(3):
+            if si == ti:
+                continue
+            ce = []
+            for n in range(b):
+                for i in range(s_tok[si].shape[1]):
+                    cos = [F.cosine_similarity(s_tok[si][n, i], t_tok[ti][n, j], dim=0) for j in range(4)]
+                    j = max(range(4), key=lambda j: cos[j])
+                    log_p = torch.log_softmax(s_log[si][n, i] / 0.1, -1)
+                    ce.append(-(t_q[ti][n, j] * log_p).sum())
+            total += sum(ce) / len(ce)
+            pairs += 1
+    got = region_matching_loss(s_tok, s_log, t_tok, t_q, student_temp=0.1)
+    assert got.item() == pytest.approx((total / pairs).item(), rel=1e-5)
+    # a student token equal to teacher token 3 of the other view gets that token's target
+    s_tok[1][0, 0] = t_tok[0][0, 3] * 2.0
+    q = torch.zeros(b, 4, k)
+    q[0, 3, 2] = 1.0                      # only that target is non-zero
+    lone = region_matching_loss([t_tok[0][:, :0], s_tok[1][:, :1]], [s_log[0][:, :0], s_log[1][:, :1]],
+                                [t_tok[0]], [q])
+    assert lone.item() == pytest.approx(-torch.log_softmax(s_log[1][0, 0] / 0.1, -1)[2].item() / 2, rel=1e-5)
+
+
+def test_dino_region_term_trains_its_own_head_on_every_student_view():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8), out_dim=128, hidden_dim=64, head_bn=True, local_crops=1,
+             region_loss_weight=1.0)
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    assert out["region_loss"].item() == pytest.approx(math.log(128), rel=0.15)   # ~uniform prototypes at init
+    assert out["loss"].item() == pytest.approx(out["cls_loss"].item() + out["region_loss"].item(), rel=1e-6)
+    out["loss"].backward()
+    assert m.region_head.mlp[0].weight.grad.abs().sum() > 0 and m.region_center.abs().sum() > 0
+    assert all(p.grad is None for p in m.region_teacher.parameters())
+    before = m.region_teacher.module.mlp[0].weight.clone()
+    with torch.no_grad():
+        m.region_head.mlp[0].weight.add_(1.0)
+    m.on_step_end(0, 10)
+    assert not torch.equal(before, m.region_teacher.module.mlp[0].weight)
+    with pytest.raises(TypeError, match="ViT"):
+        DINO(create_backbone("resnet18", 32), region_loss_weight=1.0)
