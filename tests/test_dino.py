@@ -169,6 +169,17 @@ def test_backbone_mask_token_replaces_only_masked_patches():
         create_backbone("resnet18", 32).tokens(x, mask=mask, mask_token=token)
 
 
+def assert_head_learns_and_its_teacher_follows(m, head, teacher):
+    """After a backward: the student head has gradients, its EMA teacher none, and on_step_end moves the teacher."""
+    assert head.mlp[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    before = teacher.module.mlp[0].weight.clone()
+    with torch.no_grad():
+        head.mlp[0].weight.add_(1.0)
+    m.on_step_end(0, 10)
+    assert not torch.equal(before, teacher.module.mlp[0].weight)
+
+
 def test_dino_patch_loss_trains_mask_token_and_patch_head_only_on_the_student():
     from bench.augment import ViewAugmenter
     from bench.backbones import create_backbone
@@ -183,14 +194,9 @@ def test_dino_patch_loss_trains_mask_token_and_patch_head_only_on_the_student():
     assert out["patch_loss"].item() == pytest.approx(math.log(128), rel=0.15)
     assert out["loss"].item() == pytest.approx(out["cls_loss"].item() + out["patch_loss"].item(), rel=1e-6)
     out["loss"].backward()
-    assert m.mask_token.grad.abs().sum() > 0 and m.patch_head.mlp[0].weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in [*m.teacher.parameters(), *m.patch_teacher.parameters()])
-    assert m.patch_center.abs().sum() > 0
-    before = m.patch_teacher.module.mlp[0].weight.clone()
-    with torch.no_grad():
-        m.patch_head.mlp[0].weight.add_(1.0)
-    m.on_step_end(0, 10)
-    assert not torch.equal(before, m.patch_teacher.module.mlp[0].weight)
+    assert m.mask_token.grad.abs().sum() > 0 and m.patch_center.abs().sum() > 0
+    assert all(p.grad is None for p in m.teacher.parameters())
+    assert_head_learns_and_its_teacher_follows(m, m.patch_head, m.patch_teacher)
     with pytest.raises(TypeError, match="ViT"):
         DINO(create_backbone("resnet18", 32), patch_loss_weight=1.0)
 
@@ -481,12 +487,7 @@ def test_dino_region_term_trains_its_own_head_on_every_student_view():
     assert out["region_loss"].item() == pytest.approx(math.log(128), rel=0.15)   # ~uniform prototypes at init
     assert out["loss"].item() == pytest.approx(out["cls_loss"].item() + out["region_loss"].item(), rel=1e-6)
     out["loss"].backward()
-    assert m.region_head.mlp[0].weight.grad.abs().sum() > 0 and m.region_center.abs().sum() > 0
-    assert all(p.grad is None for p in m.region_teacher.parameters())
-    before = m.region_teacher.module.mlp[0].weight.clone()
-    with torch.no_grad():
-        m.region_head.mlp[0].weight.add_(1.0)
-    m.on_step_end(0, 10)
-    assert not torch.equal(before, m.region_teacher.module.mlp[0].weight)
+    assert m.region_center.abs().sum() > 0
+    assert_head_learns_and_its_teacher_follows(m, m.region_head, m.region_teacher)
     with pytest.raises(TypeError, match="ViT"):
         DINO(create_backbone("resnet18", 32), region_loss_weight=1.0)
