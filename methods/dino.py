@@ -17,6 +17,10 @@ the patch term keeps its own centre). As in DINOv2 the heads score the masked pa
 loss reads no other), so the patch term costs in proportion to the masked fraction; the patch centre
 is the mean over masked patches. Before 2026-12-01 every patch went through the heads (BatchNorm
 statistics and the patch centre over all patches; records carry the git sha).
+``patch_target="features"`` swaps iBOT's target for data2vec's (Baevski et al., 2022): at each masked patch a
+linear head regresses the teacher's output token, layer-normed without affine (I-JEPA's normalisation; data2vec
+averages the top blocks' outputs), with a mean squared error - a continuous target rather than a distribution over
+prototypes; no patch head, teacher or centre.
 
 Two DINOv2 options (Oquab et al., 2023): ``centering="sinkhorn"`` replaces the EMA centre by 3
 Sinkhorn-Knopp iterations over the teacher's global batch (every prototype gets an equal share of the
@@ -32,7 +36,8 @@ subtracts the entropy of the student's mean prediction over the batch (ME-MAX: a
 Vision Transformers"): every output token of every student view takes as its target the teacher's distribution at
 the token of another (global) view whose backbone feature is most similar (cosine), scored through a token head of
 its own (``region_head``, EMA teacher, own centre) - DINO's cross-view distillation at the level of tokens, with no
-crop geometry needed.
+crop geometry needed. With the iBOT term on as well, a masked global view's tokens (mask token in, not the patch)
+take part in the matching too.
 ``freeze_last_layer`` (a fraction of training; DINO's ``--freeze_last_layer 1`` is its first epoch) drops the
 gradient of the heads' prototype layers over that first part, as DINO does to steady the early steps.
 ``blur=False`` drops the Gaussian blur from every view; ``view_overrides`` sets any other ViewSpec field on
@@ -67,6 +72,15 @@ def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.
     centred, sharpened teacher); images without a masked patch count as 0; then the mean over the batch."""
     q = F.softmax((teacher_logits.float() - center.reshape(1, -1)) / teacher_temp, dim=-1)
     return masked_patch_cross_entropy(student_logits, q, weights, batch, student_temp)
+
+
+def masked_feature_regression(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                              batch: int) -> torch.Tensor:
+    """data2vec's masked-patch target (Baevski et al., 2022; I-JEPA's normalisation): the student's regression of the
+    teacher's output tokens (M, D), layer-normed without affine; per image the mean over its masked patches of the
+    mean squared error over channels (``patch_row_weights``), then the mean over the batch."""
+    t = F.layer_norm(target.detach().float(), target.shape[-1:])
+    return ((pred.float() - t).pow(2).mean(-1) * weights).sum() / batch
 
 
 def masked_patch_cross_entropy(student_logits: torch.Tensor, q: torch.Tensor, weights: torch.Tensor, batch: int,
@@ -251,7 +265,8 @@ class DINO(Method):
                  me_max_weight: float = 0.0, student_keep: float = 1.0, patch_centering: str | None = None,
                  mask_shape: str = "rand", shared_patch_head: bool = False,
                  global_crops_scale=GLOBAL_CROPS_SCALE, local_crops_scale=LOCAL_CROPS_SCALE,
-                 view_overrides: dict | None = None, freeze_last_layer: float = 0.0, region_loss_weight: float = 0.0):
+                 view_overrides: dict | None = None, freeze_last_layer: float = 0.0, region_loss_weight: float = 0.0,
+                 patch_target: str = "prototypes"):
         super().__init__(backbone)
         if local_crops < 0:
             raise TypeError(f"local_crops must be >= 0, got {local_crops}")
@@ -259,6 +274,10 @@ class DINO(Method):
         for key, value in (("centering", centering), ("patch_centering", patch_centering)):
             if value not in ("ema", "sinkhorn"):
                 raise TypeError(f"{key} must be 'ema' or 'sinkhorn', got {value!r}")
+        if patch_target not in ("prototypes", "features"):
+            raise TypeError(f"patch_target must be 'prototypes' or 'features', got {patch_target!r}")
+        if patch_target == "features" and shared_patch_head:
+            raise TypeError("patch_target 'features' regresses tokens through its own linear head: no shared_patch_head")
         if mask_shape not in ("rand", "block"):
             raise TypeError(f"mask_shape must be 'rand' or 'block', got {mask_shape!r}")
         if not 0.0 <= freeze_last_layer < 1.0:
@@ -291,16 +310,19 @@ class DINO(Method):
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp = student_temp, teacher_temp, warmup_teacher_temp
         self.warmup_teacher_frac, self.center_momentum = warmup_teacher_frac, center_momentum
         self.patch_loss_weight, self.mask_prob, self.mask_ratio = patch_loss_weight, mask_prob, tuple(mask_ratio)
-        self.mask_shape = mask_shape
+        self.mask_shape, self.patch_target = mask_shape, patch_target
         if patch_loss_weight > 0:
             if not getattr(backbone, "is_vit", False):
                 raise TypeError("patch_loss_weight > 0 (iBOT masked patches) needs a ViT backbone")
             self.mask_token = nn.Parameter(torch.zeros(backbone.embed_dim))
-            if not shared_patch_head:
-                self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
-                                           norm_last_layer=norm_last_layer)
-                self.patch_teacher = EMATeacher(self.patch_head, ema)
-            self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
+            if patch_target == "features":
+                self.patch_regressor = nn.Linear(backbone.embed_dim, backbone.embed_dim)
+            else:
+                if not shared_patch_head:
+                    self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim,
+                                               use_bn=head_bn, norm_last_layer=norm_last_layer)
+                    self.patch_teacher = EMATeacher(self.patch_head, ema)
+                self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
         self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
         self.region_loss_weight = region_loss_weight
         if region_loss_weight > 0:
@@ -352,24 +374,34 @@ class DINO(Method):
             out.update(loss=out["loss"] + self.region_loss_weight * region_loss, region_loss=region_loss.detach(),
                        cls_loss=loss.detach())
         if patches:
-            student_head, teacher_head = ((self.head, self.teacher.module[1]) if self.shared_patch_head
-                                          else (self.patch_head, self.patch_teacher.module))
             rows = patch_rows(mask)  # the heads score the masked patches only
             weights, scored = patch_row_weights(mask, rows), mask[rows]
-            with torch.no_grad():
-                teacher_patch = teacher_head(t_patches[rows])                                   # (M, K)
-            student_patch = student_head(s_patches[rows])
-            if self.patch_centering == "sinkhorn":  # over every masked patch of the global batch
-                q = torch.zeros_like(teacher_patch, dtype=torch.float32)
-                q[scored] = sinkhorn_knopp(teacher_patch[scored], tt)
-                patch_loss = masked_patch_cross_entropy(student_patch, q, weights, len(mask), self.student_temp)
+            if self.patch_target == "features":
+                patch_loss = masked_feature_regression(self.patch_regressor(s_patches[rows]), t_patches[rows],
+                                                       weights, len(mask))
             else:
-                patch_loss = patch_distillation_loss(student_patch, teacher_patch, weights, len(mask),
-                                                     self.patch_center, self.student_temp, tt)
-                self._update_center(self.patch_center, teacher_patch[scored])
+                patch_loss = self._prototype_patch_loss(s_patches[rows], t_patches[rows], weights, scored, len(mask), tt)
             out.update(loss=out["loss"] + self.patch_loss_weight * patch_loss, cls_loss=loss.detach(),
                        patch_loss=patch_loss.detach(), masked_frac=mask.float().mean())
         return out
+
+    def _prototype_patch_loss(self, s_rows: torch.Tensor, t_rows: torch.Tensor, weights: torch.Tensor,
+                              scored: torch.Tensor, batch: int, tt: float) -> torch.Tensor:
+        """iBOT's term over the scored patch rows (M, D) of student and teacher: the patch heads' distributions,
+        the teacher's centred (or Sinkhorn-Knopp) and sharpened; the patch centre follows the masked rows."""
+        student_head, teacher_head = ((self.head, self.teacher.module[1]) if self.shared_patch_head
+                                      else (self.patch_head, self.patch_teacher.module))
+        with torch.no_grad():
+            teacher_patch = teacher_head(t_rows)                                                # (M, K)
+        student_patch = student_head(s_rows)
+        if self.patch_centering == "sinkhorn":  # over every masked patch of the global batch
+            q = torch.zeros_like(teacher_patch, dtype=torch.float32)
+            q[scored] = sinkhorn_knopp(teacher_patch[scored], tt)
+            return masked_patch_cross_entropy(student_patch, q, weights, batch, self.student_temp)
+        patch_loss = patch_distillation_loss(student_patch, teacher_patch, weights, batch,
+                                             self.patch_center, self.student_temp, tt)
+        self._update_center(self.patch_center, teacher_patch[scored])
+        return patch_loss
 
     def _region_loss(self, s_global: torch.Tensor, s_local: torch.Tensor | None, t_global: torch.Tensor, tt: float,
                      b: int) -> torch.Tensor:
@@ -427,7 +459,7 @@ class DINO(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(nn.Sequential(self.backbone, self.head), step, total_steps)
-        if self.patch_loss_weight > 0 and not self.shared_patch_head:
+        if hasattr(self, "patch_teacher"):
             self.patch_teacher.update(self.patch_head, step, total_steps)
         if self.region_loss_weight > 0:
             self.region_teacher.update(self.region_head, step, total_steps)

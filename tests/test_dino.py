@@ -491,3 +491,46 @@ def test_dino_region_term_trains_its_own_head_on_every_student_view():
     assert_head_learns_and_its_teacher_follows(m, m.region_head, m.region_teacher)
     with pytest.raises(TypeError, match="ViT"):
         DINO(create_backbone("resnet18", 32), region_loss_weight=1.0)
+
+
+def test_masked_feature_regression_by_hand():
+    """data2vec's target: per image, the mean over its masked patches of the channel-mean squared error to the
+    teacher's token layer-normed without affine; unmasked images count 0; mean over the batch."""
+    from methods.dino import masked_feature_regression, patch_row_weights
+    g = torch.Generator().manual_seed(2)
+    pred, target = torch.randn(3, 4, 6, generator=g), torch.randn(3, 4, 6, generator=g) * 3 + 1
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    per_image = []
+    for b in range(3):
+        errs = []
+        for n in range(4):
+            if mask[b, n]:
+                t = target[b, n]
+                t = (t - t.mean()) / torch.sqrt(t.var(unbiased=False) + 1e-5)
+                errs.append(float(((pred[b, n] - t) ** 2).mean()))
+        per_image.append(sum(errs) / len(errs) if errs else 0.0)
+    ours = masked_feature_regression(pred[mask], target[mask], patch_row_weights(mask, mask), 3)
+    assert ours.item() == pytest.approx(sum(per_image) / 3, rel=1e-5)
+
+
+def test_dino_feature_patch_target_trains_a_regressor_and_the_mask_token_only_on_the_student():
+    from bench.augment import ViewAugmenter
+    from bench.backbones import create_backbone
+    torch.manual_seed(0)
+    m = DINO(create_backbone("vit_tiny", 32, patch_size=8, global_pool="avg", class_token=False), out_dim=64,
+             hidden_dim=64, bottleneck_dim=32, head_bn=True, local_crops=1, patch_loss_weight=0.5, mask_prob=1.0,
+             mask_ratio=(0.25, 0.25), patch_target="features")
+    assert not any(hasattr(m, k) for k in ("patch_head", "patch_teacher", "patch_center"))
+    views = ViewAugmenter(m.views, 32)(torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8))
+    out = m.training_loss(views)
+    # a near-zero regression at init against unit-variance targets: the error is about 1 per channel
+    assert out["patch_loss"].item() == pytest.approx(1.0, rel=0.3)
+    assert out["loss"].item() == pytest.approx(out["cls_loss"].item() + 0.5 * out["patch_loss"].item(), rel=1e-6)
+    out["loss"].backward()
+    assert m.patch_regressor.weight.grad.abs().sum() > 0 and m.mask_token.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.teacher.parameters())
+    with pytest.raises(TypeError, match="patch_target"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), patch_loss_weight=1.0, patch_target="pixels")
+    with pytest.raises(TypeError, match="shared_patch_head"):
+        DINO(create_backbone("vit_tiny", 32, patch_size=8), patch_loss_weight=1.0, patch_target="features",
+             shared_patch_head=True)
