@@ -64,13 +64,19 @@ from methods.ema import EMATeacher
 from methods.masks import rectangles
 
 
+def centred_teacher_probs(teacher_logits: torch.Tensor, center: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+    """DINO's teacher targets: softmax((t - c) / tau_t) over the prototypes (last axis), in fp32; ``center`` broadcasts
+    against the logits (image-level (1, K), token-level (1, 1, K))."""
+    return F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1)
+
+
 def patch_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, weights: torch.Tensor,
                             batch: int, center: torch.Tensor, student_temp: float = 0.1,
                             teacher_temp: float = 0.04) -> torch.Tensor:
     """iBOT's masked-patch term for scored patch rows: logits (M, K), row weights (M,) from
     ``patch_row_weights``. Per image, the mean over its masked patches of  - sum_k q[k] log p[k]  (q from the
     centred, sharpened teacher); images without a masked patch count as 0; then the mean over the batch."""
-    q = F.softmax((teacher_logits.float() - center.reshape(1, -1)) / teacher_temp, dim=-1)
+    q = centred_teacher_probs(teacher_logits, center.reshape(1, -1), teacher_temp)
     return masked_patch_cross_entropy(student_logits, q, weights, batch, student_temp)
 
 
@@ -141,7 +147,7 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_logits: list[torch.Ten
 
         L = mean over pairs (t, s), s != t, of  mean_batch( - sum_k q_t[k] log p_s[k] )
     """
-    q = [F.softmax((t.float() - center) / teacher_temp, dim=-1) for t in teacher_logits]
+    q = [centred_teacher_probs(t, center, teacher_temp) for t in teacher_logits]
     return cross_view_loss(student_logits, q, student_temp)
 
 
@@ -302,8 +308,11 @@ class DINO(Method):
         # blur False: no Gaussian blur on any view (at <= 64 px a 3x3 blur wipes most of a crop's detail)
         overrides = {**({} if blur else {"blur_p": 0.0}), **(view_overrides or {})}
         self.views = [v.with_overrides(overrides) for v in views]
-        self.head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
+        def new_head() -> DINOHead:  # the image-level head, and the token heads' (iBOT, region) alike
+            return DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
                             norm_last_layer=norm_last_layer)
+
+        self.head = new_head()
         self.teacher = EMATeacher(nn.Sequential(backbone, self.head), ema)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.register_buffer("progress", torch.zeros(()))  # fraction of training done (for schedules)
@@ -319,15 +328,13 @@ class DINO(Method):
                 self.patch_regressor = nn.Linear(backbone.embed_dim, backbone.embed_dim)
             else:
                 if not shared_patch_head:
-                    self.patch_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim,
-                                               use_bn=head_bn, norm_last_layer=norm_last_layer)
+                    self.patch_head = new_head()
                     self.patch_teacher = EMATeacher(self.patch_head, ema)
                 self.register_buffer("patch_center", torch.zeros(1, 1, out_dim))
         self.shared_patch_head = shared_patch_head and patch_loss_weight > 0
         self.region_loss_weight = region_loss_weight
         if region_loss_weight > 0:
-            self.region_head = DINOHead(backbone.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=head_bn,
-                                        norm_last_layer=norm_last_layer)
+            self.region_head = new_head()
             self.region_teacher = EMATeacher(self.region_head, ema)
             self.register_buffer("region_center", torch.zeros(1, 1, out_dim))
 
@@ -410,7 +417,7 @@ class DINO(Method):
         d = t_global.shape[-1]
         with torch.no_grad():
             t_logits = self.region_teacher.module(t_global.reshape(-1, d)).view(*t_global.shape[:2], -1)
-        q = F.softmax((t_logits.float() - self.region_center) / tt, dim=-1)
+        q = centred_teacher_probs(t_logits, self.region_center, tt)
         student = [s_global] + ([s_local] if s_local is not None else [])
         s_logits = self.region_head(torch.cat([x.reshape(-1, d) for x in student]))
         s_logits = s_logits.split([x.shape[0] * x.shape[1] for x in student])
