@@ -19,9 +19,9 @@ import pandas as pd
 from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
-from bench.records import RunRecord, config_hash, load_records
+from bench.records import Erratum, RunRecord, config_hash, load_errata, load_records
 
-__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "render_leaderboard", "save_leaderboard",
+__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "leaderboard_from_results", "method_label", "render_leaderboard", "save_leaderboard",
            "t_quantile_975", "write_leaderboard",
            # cell formatting shared with bench.leaderboard_html and bench.tables
            "fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "headline_of", "score_keys",
@@ -61,17 +61,41 @@ def _hardware(hw: dict) -> str:
     return ""
 
 
-def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str = "linear_top1") -> pd.DataFrame:
-    """One row per setup: ``rank, method, backbone, recipe, config, n, status, <score>_mean, <score>_std,
+#: per method, the config terms that add another paper's objective to it (weight > 0): a row's label names them,
+#: so a row says what trained it (DINO with iBOT's masked-patch term and KoLeo is not plain DINO)
+ADDED_TERMS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "dino": ((("patch_loss_weight",), "iBOT"), (("koleo_weight",), "KoLeo")),
+    "ibot": ((("koleo_weight",), "KoLeo"),),
+    "ijepa": ((("var_weight", "cov_weight"), "C-JEPA var/cov"),),
+    "vjepa": ((("var_weight", "cov_weight"), "C-JEPA var/cov"),),
+}
+
+
+def method_label(method: str, config: dict) -> str:
+    """The method's name plus the objectives its config adds: ``dino + iBOT + KoLeo``, ``vjepa + C-JEPA var/cov``."""
+    kwargs = config.get("method_kwargs") or {}
+    added = [name for keys, name in ADDED_TERMS.get(method, ())
+             if any(isinstance(kwargs.get(k), (int, float)) and kwargs[k] > 0 for k in keys)]
+    return " + ".join([method, *added])
+
+
+def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str = "linear_top1",
+                      errata: dict[str, Erratum] | None = None) -> pd.DataFrame:
+    """One row per setup: ``rank, method, label, backbone, recipe, config, n, status, <score>_mean, <score>_std,
     <score>_ci95, ..., params, images_seen, wall_time_s, hardware, run_ids``; sorted by the headline mean
     (descending). std uses ddof=1; ci95 is the Student-t half-width (both NaN for n=1). ``df.attrs["headline"]``
-    names the headline score; ``run_ids`` is space-separated."""
-    recs = [r for r in records if r.benchmark.id == benchmark_id]
+    names the headline score; ``run_ids`` is space-separated; ``label`` is :func:`method_label`.
+    Runs with an ``exclude`` erratum are left out; ``df.attrs["errata"]`` lists one line per erratum that touches
+    the benchmark's records."""
+    errata = errata or {}
+    touched = {r.run_id: errata[r.run_id] for r in records if r.benchmark.id == benchmark_id and r.run_id in errata}
+    recs = [r for r in records if r.benchmark.id == benchmark_id and not (r.run_id in touched
+                                                                         and touched[r.run_id].exclude)]
     hashes = {r.benchmark.spec_hash for r in recs if r.benchmark.spec_hash}
     if len(hashes) > 1:
         raise BenchError(f"records of {benchmark_id} were made with different benchmark specs "
                          f"(spec_hash {', '.join(sorted(hashes))}); they cannot share a leaderboard")
-    rows = [{"method": r.method, "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
+    rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
@@ -82,17 +106,19 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
                     key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
         scores.insert(0, headline)
-    columns = ["rank", *_KEYS, "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
+    columns = ["rank", "method", "label", *_KEYS[1:], "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
         + ["params", "images_seen", "wall_time_s", "hardware", "run_ids"]
+    notes = [f"{', '.join(ids)}: {e.note}" + (" (left out of the means)" if e.exclude else "")
+             for e, ids in _group_errata(touched)]
     if not rows:
         df = pd.DataFrame(columns=columns)
-        df.attrs["headline"] = headline
+        df.attrs.update(headline=headline, errata=notes)
         return df
     raw = pd.DataFrame(rows)
     out = []
     for key, g in raw.groupby(_KEYS, sort=False, dropna=False):
-        row = dict(zip(_KEYS, key), n=len(g), wall_time_s=g["wall_time_s"].mean(),
-                   images_seen=g["images_seen"].mean(), params=g["params"].dropna().max(),
+        row = dict(zip(_KEYS, key), label=g["label"].iloc[0], n=len(g), wall_time_s=g["wall_time_s"].mean(),
+                   images_seen=pd.to_numeric(g["images_seen"]).mean(), params=g["params"].dropna().max(),
                    hardware="; ".join(dict.fromkeys(h for hs in g["hardware"] for h in hs if h)),
                    run_ids=" ".join(g["run_id"]),
                    status=f"collapsed {int(g['collapsed'].sum())}/{len(g)}" if g["collapsed"].any() else "ok")
@@ -104,8 +130,15 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     df = pd.DataFrame(out).sort_values(f"{headline}_mean", ascending=False, na_position="last", kind="stable")
     df["rank"] = df[f"{headline}_mean"].rank(ascending=False, method="min").astype("Int64")
     df = df.reset_index(drop=True)[columns]
-    df.attrs["headline"] = headline
+    df.attrs.update(headline=headline, errata=notes)
     return df
+
+
+def _group_errata(touched: dict[str, Erratum]) -> list[tuple[Erratum, list[str]]]:
+    groups: dict[int, tuple[Erratum, list[str]]] = {}
+    for run_id, e in sorted(touched.items()):
+        groups.setdefault(id(e), (e, []))[1].append(run_id)
+    return list(groups.values())
 
 
 # ---------------------------------------------------------------- cell formatting (shared with bench.tables)
@@ -173,7 +206,7 @@ def _cells(df: pd.DataFrame, tex: bool) -> tuple[list[str], list[list[str]]]:
     best = {k: df[f"{k}_mean"].max() for k in keys}
     rows = []
     for _, r in df.iterrows():
-        text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r["method"], r["backbone"],
+        text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r.get("label") or r["method"], r["backbone"],
                 r["recipe"] or "–", r["config"]]
         scores = []
         for k in keys:
@@ -238,6 +271,8 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
                   f"for {headline_of(df)}; ranked by {headline_of(df)}.", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if df.attrs.get("errata"):
+            lines += ["", "Errata (results/errata.yaml):", "", *(f"- {n}" for n in df.attrs["errata"])]
         if notes:
             lines += ["", "Selected at an edge of the protocol's probe grid (the best value may lie outside it; "
                       "the next benchmark version should widen the grid):", "", *(f"- {n}" for n in notes)]
@@ -276,21 +311,30 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
             for fmt in formats]
 
 
-def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: tuple[str, ...] = ("md", "csv", "tex"),
-                      standalone: bool = False) -> tuple[pd.DataFrame, list[Path]]:
-    """Read the benchmark's records from ``results_dir`` (once), refuse any its spec or data fingerprint
-    disowns (:func:`bench.benchmarks.check_records`), then build the table (ranked by the benchmark's headline)
-    and write ``out_dir/<id>/leaderboard.<fmt>``. ``benchmark`` is a :class:`bench.benchmarks.Benchmark` or an
-    id: a registered one is looked up, any other (old ad-hoc ids) is only aggregated, ranked by ``linear_top1``.
-    Returns the table and the written paths."""
+def leaderboard_from_results(benchmark, results_dir: str | os.PathLike):
+    """Read the benchmark's records from ``results_dir`` (once), refuse any its spec or data fingerprint disowns
+    (:func:`bench.benchmarks.check_records`), apply ``results_dir/errata.yaml`` and build the table (ranked by the
+    benchmark's headline). ``benchmark`` is a :class:`bench.benchmarks.Benchmark` or an id: a registered one is
+    looked up, any other (old ad-hoc ids) is only aggregated, ranked by ``linear_top1``.
+    Returns (table, records, spec or None)."""
     from bench.benchmarks import BENCHMARKS, check_records
     spec = BENCHMARKS.get(benchmark) if isinstance(benchmark, str) else benchmark
     benchmark_id = spec.id if spec is not None else benchmark
     records = load_records(results_dir, benchmark_id)
     if spec is not None:
         check_records(spec, records)
-    df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1")
+    df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1",
+                           errata=load_errata(results_dir))
+    return df, records, spec
+
+
+def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                      formats: tuple[str, ...] = ("md", "csv", "tex"),
+                      standalone: bool = False) -> tuple[pd.DataFrame, list[Path]]:
+    """:func:`leaderboard_from_results`, then write ``out_dir/<id>/leaderboard.<fmt>``. Returns the table and the
+    written paths."""
+    df, records, spec = leaderboard_from_results(benchmark, results_dir)
+    benchmark_id = spec.id if spec is not None else benchmark
     notes = grid_edge_notes(spec, records) if spec is not None else []
     return df, save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone,
                                 notes=notes)

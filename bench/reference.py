@@ -17,7 +17,7 @@ from typing import Any
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, make_config, recipe_label
 from bench.errors import ConfigError, PluginError, TrainingError
-from bench.records import config_hash, load_records
+from bench.records import config_hash, load_errata, load_records
 from bench.runs import lock_holder
 
 
@@ -68,9 +68,12 @@ def _setup_key(recipe: str | None, seed: int, config: dict) -> tuple:
 
 def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results",
                  only: list[str] | None = None) -> list[tuple[Setup, int, TrainConfig]]:
-    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order;
-    ``only``: setup labels to consider (the order given there is the order they run in)."""
-    records = [r for r in load_records(results_dir, benchmark.id) if r.status in ("ok", "collapsed")] \
+    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order (a record
+    that ``results_dir/errata.yaml`` excludes does not count); ``only``: setup labels to consider (the order given
+    there is the order they run in)."""
+    excluded = {run_id for run_id, e in load_errata(results_dir).items() if e.exclude}
+    records = [r for r in load_records(results_dir, benchmark.id)
+               if r.status in ("ok", "collapsed") and r.run_id not in excluded] \
         if (Path(results_dir) / benchmark.id).is_dir() else []
     done = {_setup_key(r.recipe, r.seed, r.config) for r in records}
     out = []
