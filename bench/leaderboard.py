@@ -21,7 +21,8 @@ from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
 from bench.records import Erratum, RunRecord, config_hash, load_errata, load_records
 
-__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "leaderboard_from_results", "method_label", "render_leaderboard", "save_leaderboard",
+__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "leaderboard_from_results", "method_label",
+           "render_leaderboard", "save_leaderboard",
            "t_quantile_975", "write_leaderboard",
            # cell formatting shared with bench.leaderboard_html and bench.tables
            "fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "headline_of", "score_keys",
@@ -95,7 +96,8 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     if len(hashes) > 1:
         raise BenchError(f"records of {benchmark_id} were made with different benchmark specs "
                          f"(spec_hash {', '.join(sorted(hashes))}); they cannot share a leaderboard")
-    rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
+    rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone,
+             "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
@@ -106,7 +108,8 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
                     key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
         scores.insert(0, headline)
-    columns = ["rank", "method", "label", *_KEYS[1:], "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
+    columns = ["rank", "method", "label", *_KEYS[1:], "n", "status"] \
+        + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
         + ["params", "images_seen", "wall_time_s", "hardware", "run_ids"]
     notes = [f"{', '.join(ids)}: {e.note}" + (" (left out of the means)" if e.exclude else "")
              for e, ids in _group_errata(touched)]

@@ -143,7 +143,8 @@ def test_normalisation_follows_the_model_or_is_given():
     enc = bench.load_encoder("timm:vit_tiny_patch16_224", model_kwargs=VIT)
     assert enc.info["mean"] == [0.5, 0.5, 0.5] and not enc.identity_norm
     x01 = torch.rand(2, 3, 32, 32)
-    x = (x01 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    im, istd = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (x01 - im) / istd
     with torch.no_grad():
         assert (enc(x) - enc.model((x01 - 0.5) / 0.5)).abs().max() < 1e-5
     given = bench.load_encoder("timm:vit_tiny_patch16_224", model_kwargs=VIT, mean=(0.485, 0.456, 0.406),
