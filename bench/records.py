@@ -96,6 +96,10 @@ class RunRecord(_Strict):
     # one entry per training session of the run (a start, then each resume): started_at, ended_at (absent if
     # interrupted), git_sha, hardware, env; empty for untrained baselines and records written before it existed
     training: list[dict[str, Any]] = []
+    #: "trained": a run of this harness; "external": an encoder trained elsewhere (``bench eval --model``), whose
+    #: ``model`` holds its spec, weights file + sha256, checkpoint layout and preprocessing
+    origin: Literal["trained", "external"] = "trained"
+    model: dict[str, Any] | None = None
 
     @property
     def train_hardware(self) -> list[dict[str, Any]]:
