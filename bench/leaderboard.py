@@ -29,7 +29,7 @@ __all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "leaderboard_from_r
            "tex_document", "tex_escape"]
 
 FORMATS = ("md", "csv", "tex", "html")
-_KEYS = ["method", "backbone", "recipe", "config"]
+_KEYS = ["method", "backbone", "recipe", "config", "data"]
 
 #: t_{0.975, df} for df = 1..30 (two-sided 95%); beyond 30 the normal quantile 1.96 is used
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -96,14 +96,19 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     if len(hashes) > 1:
         raise BenchError(f"records of {benchmark_id} were made with different benchmark specs "
                          f"(spec_hash {', '.join(sorted(hashes))}); they cannot share a leaderboard")
+    recs, notes = dedupe_records([r for r in recs if r.status != "failed"])
+    fingerprints = sorted({r.data.fingerprint for r in recs})
+    if len(fingerprints) > 1:
+        notes.append(f"the records were made on {len(fingerprints)} different data sets (fingerprints "
+                     f"{', '.join(f[:8] for f in fingerprints)}): each is its own row, never averaged (data column)")
     rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone,
              "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
-             "run_id": r.run_id,
+             "run_id": r.run_id, "data": r.data.fingerprint[:8],
              **{f"score:{k}": v for k, v in r.scores.items()}}
-            for r in recs if r.status != "failed"]
+            for r in recs]
     scores = sorted({c[6:] for row in rows for c in row if c.startswith("score:")},
                     key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
@@ -111,11 +116,12 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     columns = ["rank", "method", "label", *_KEYS[1:], "n", "status"] \
         + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
         + ["params", "images_seen", "wall_time_s", "hardware", "run_ids"]
-    notes = [f"{', '.join(ids)}: {e.note}" + (" (left out of the means)" if e.exclude else "")
-             for e, ids in _group_errata(touched)]
+    attrs = dict(headline=headline, notes=notes, many_data=len(fingerprints) > 1,
+                 errata=[f"{', '.join(ids)}: {e.note}" + (" (left out of the means)" if e.exclude else "")
+                         for e, ids in _group_errata(touched)])
     if not rows:
         df = pd.DataFrame(columns=columns)
-        df.attrs.update(headline=headline, errata=notes)
+        df.attrs.update(attrs)
         return df
     raw = pd.DataFrame(rows)
     out = []
@@ -133,8 +139,35 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     df = pd.DataFrame(out).sort_values(f"{headline}_mean", ascending=False, na_position="last", kind="stable")
     df["rank"] = df[f"{headline}_mean"].rank(ascending=False, method="min").astype("Int64")
     df = df.reset_index(drop=True)[columns]
-    df.attrs.update(headline=headline, errata=notes)
+    df.attrs.update(attrs)
     return df
+
+
+def dedupe_records(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Each run counts once: a run_id found in several files is kept once, and runs of the same config and
+    seed on the same data (a copied or re-probed record) are one seed, not several - the latest is kept.
+    Returns the kept records and one note per duplicate group."""
+    notes: list[str] = []
+    by_id: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.run_id, []).append(r)
+    for run_id, group in by_id.items():
+        if len(group) > 1:
+            notes.append(f"run {run_id} is in {len(group)} record files: counted once")
+    by_seed: dict[tuple, list[RunRecord]] = {}
+    for group in by_id.values():
+        r = group[0]
+        key = (r.method, r.backbone, recipe_label(r.recipe), r.config_hash, r.seed, r.data.fingerprint)
+        by_seed.setdefault(key, []).append(r)
+    kept = []
+    for (method, _, _, _, seed, _), group in by_seed.items():
+        group.sort(key=lambda r: (r.created_at, r.run_id))
+        kept.append(group[-1])
+        if len(group) > 1:
+            notes.append(f"{', '.join(r.run_id for r in group)} are one run of {method} seed {seed} (same config and "
+                         f"data), not {len(group)} seeds: kept the latest, {group[-1].run_id}")
+    order = {id(r): i for i, r in enumerate(records)}
+    return sorted(kept, key=lambda r: order[id(r)]), notes
 
 
 def _group_errata(touched: dict[str, Erratum]) -> list[tuple[Erratum, list[str]]]:
@@ -201,16 +234,34 @@ def tex_document(body: str) -> str:
                       r"\pagestyle{empty}", r"\begin{document}", body.rstrip("\n"), r"\end{document}", ""])
 
 
+def md_cell(text: str) -> str:
+    """A markdown table cell: ``|`` escaped, line breaks folded into spaces."""
+    return " ".join(str(text).replace("|", "\\|").split())
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells starting with ``= + - @`` (or a tab / carriage return) get a leading ``'``, so a spreadsheet
+    shows them as text instead of running them as formulas (OWASP's CSV-injection advice)."""
+    def cell(v):
+        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(cell)
+    return out
+
+
 def _cells(df: pd.DataFrame, tex: bool) -> tuple[list[str], list[list[str]]]:
     keys, headline = score_keys(df), headline_of(df)
     esc = tex_escape if tex else str
-    header = ["rank", "method", "backbone", "recipe", "config", *keys, f"95% CI ({headline})", "n",
-              "params", "images seen", "wall time", "hardware", "status"]
+    many_data = bool(df.attrs.get("many_data"))
+    header = ["rank", "method", "backbone", "recipe", "config", *(["data"] if many_data else []), *keys,
+              f"95% CI ({headline})", "n", "params", "images seen", "wall time", "hardware", "status"]
     best = {k: df[f"{k}_mean"].max() for k in keys}
     rows = []
     for _, r in df.iterrows():
         text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r.get("label") or r["method"], r["backbone"],
-                r["recipe"] or "–", r["config"]]
+                r["recipe"] or "–", r["config"], *([r["data"]] if many_data else [])]
         scores = []
         for k in keys:
             c = esc(fmt_pm(r[f"{k}_mean"], r[f"{k}_std"]))
@@ -230,7 +281,7 @@ def _tex_table(df: pd.DataFrame, title: str | None, fit: bool = False) -> str:
     if title:
         lines.append(rf"\caption{{{tex_escape(title)}}}")
     n_scores = len(score_keys(df))
-    spec = "l" * 5 + "r" * (n_scores + 5) + "ll"
+    spec = "l" * (6 if df.attrs.get("many_data") else 5) + "r" * (n_scores + 5) + "ll"
     if fit:
         lines.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
@@ -266,14 +317,17 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
     (booktabs, best mean per score column in bold; ``standalone=True`` gives a compilable document) or ``html``
     (a self-contained page, see bench.leaderboard_html; ``records`` / ``record_href`` add per-run details)."""
     if fmt == "csv":
-        return df.to_csv(index=False)
+        return csv_safe(df).to_csv(index=False)
     if fmt == "md":
         header, rows = _cells(df, tex=False)
+        rows = [[md_cell(c) for c in r] for r in rows]
         lines = [f"## {title}", ""] if title else []
         lines += [f"Cells: mean ± std over n seeds, best **bold**; 95% CI half-width t(0.975, n-1) * std / sqrt(n) "
                   f"for {headline_of(df)}; ranked by {headline_of(df)}.", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if df.attrs.get("notes"):
+            lines += ["", "Notes:", "", *(f"- {n}" for n in df.attrs["notes"])]
         if df.attrs.get("errata"):
             lines += ["", "Errata (results/errata.yaml):", "", *(f"- {n}" for n in df.attrs["errata"])]
         if notes:
@@ -308,10 +362,9 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
         rel = os.path.relpath(Path(results_dir) / benchmark_id, folder)
         extra = {"records": records,
                  "record_href": {r.run_id: Path(rel, f"{r.run_id}.json").as_posix() for r in records}}
-    return [atomic_write_text(folder / f"leaderboard.{fmt}",
-                              render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes,
-                                                 **extra))
-            for fmt in formats]
+    texts = {fmt: render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes, **extra)
+             for fmt in formats}  # every format rendered before any is written: all or none
+    return [atomic_write_text(folder / f"leaderboard.{fmt}", text) for fmt, text in texts.items()]
 
 
 def leaderboard_from_results(benchmark, results_dir: str | os.PathLike):

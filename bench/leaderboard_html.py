@@ -62,7 +62,7 @@ def point_labels(df: pd.DataFrame) -> pd.Series:
     for extra in ("recipe", "config"):
         dup = labels.duplicated(keep=False)
         labels = labels.where(~dup, labels + ", " + df[extra].astype(str))
-    return labels + ")"
+    return (labels + ")").str.replace("$", r"\$", regex=False)  # no mathtext: a '$' is a dollar sign
 
 
 def _method_cells(df: pd.DataFrame) -> pd.Series:
