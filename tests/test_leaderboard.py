@@ -386,7 +386,7 @@ def test_errata_leave_runs_out_of_the_means_and_are_listed(tmp_path):
     assert f"- {runs[1].run_id}: shares seed 0's masks (left out of the means)" in md
     assert "shares seed 0&#x27;s masks" in html or "shares seed 0's masks" in html
     (tmp_path / "results" / "errata.yaml").write_text("- runs: []\n  note: x\n")
-    with pytest.raises(BenchError, match="errata.yaml does not match the errata schema: runs: List should have at least 1 item"):
+    with pytest.raises(BenchError, match="errata.yaml does not match the errata schema: runs: List should have"):
         load_errata(tmp_path / "results")
 
 
@@ -412,7 +412,8 @@ def test_duplicate_records_are_one_seed_and_the_table_says_which_was_kept(tmp_pa
 
 def test_records_on_different_data_are_different_rows():
     """Ad-hoc (custom-*) ids: a changed folder has another fingerprint, and its runs are never averaged in."""
-    one = [rec("simclr", s, v, data=DataRef(spec="imagefolder:/d", fingerprint="a" * 64)) for s, v in [(0, 60.0), (1, 62.0)]]
+    one = [rec("simclr", s, v, data=DataRef(spec="imagefolder:/d", fingerprint="a" * 64))
+           for s, v in [(0, 60.0), (1, 62.0)]]
     two = [rec("simclr", 2, 100.0, data=DataRef(spec="imagefolder:/d", fingerprint="b" * 64))]
     df = build_leaderboard(one + two, BID)
     assert sorted(df["n"]) == [1, 2] and sorted(df["data"]) == ["aaaaaaaa", "bbbbbbbb"]
