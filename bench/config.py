@@ -3,6 +3,7 @@ validated by pydantic so a typo is an error with a "did you mean", not a silentl
 
 from __future__ import annotations
 
+import math
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,24 @@ class TrainConfig(BaseModel):
     def _non_negative(cls, v: int) -> int:
         if v < 0:
             raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("lr", "weight_decay", "weight_decay_end", "momentum", "lars_eta", "warmup_epochs", "min_lr_ratio",
+                     "grad_clip")
+    @classmethod
+    def _finite_non_negative(cls, v: float | None, info) -> float | None:
+        if v is None:
+            return v
+        if not math.isfinite(v) or v < 0 or (info.field_name in ("lr", "grad_clip") and v == 0):
+            raise ValueError("must be a finite number " + (">= 0" if info.field_name not in ("lr", "grad_clip")
+                                                           else "> 0"))
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int) -> int:
+        if not 0 <= v < 2**32:
+            raise ValueError("must be in 0 .. 2**32 - 1")
         return v
 
     @field_validator("devices", "num_nodes")
@@ -158,4 +177,5 @@ def make_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
         where = ".".join(str(p) for p in err["loc"])
         if not where:  # a check across keys (model validator)
             raise ConfigError(f"bad config: {err['msg'].removeprefix('Value error, ')}") from None
-        raise ConfigError(f"bad config value for {where!r}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(f"bad config value for {where!r}: {err['msg'].removeprefix('Value error, ')} "
+                          f"(got {err.get('input')!r})") from None
