@@ -109,11 +109,11 @@ def test_manifest_mismatch_and_missing_file(tmp_path):
         load_split(f"imagefolder:{root}", "train", size=8, cache_dir=tmp_path / "c")
 
 
-def test_mixed_sizes_need_an_explicit_size(tmp_path):
+def test_mixed_sizes_are_cropped_to_the_smallest_or_to_the_size_given(tmp_path):
     root = _tree(tmp_path / "ds")
+    small = load_imagefolder(root / "train", cache_dir=tmp_path / "c").images.shape[-1]
     _write_jpeg(root / "train" / "a_cls" / "zbig.jpg", (0, 0, 0), size=(64, 64))
-    with pytest.raises(DataError, match="zbig.jpg"):
-        load_imagefolder(root / "train", cache_dir=tmp_path / "c")
+    assert load_imagefolder(root / "train", cache_dir=tmp_path / "c").images.shape == (7, 3, small, small)
     assert load_imagefolder(root / "train", size=12, cache_dir=tmp_path / "c").images.shape == (7, 3, 12, 12)
 
 
