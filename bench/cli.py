@@ -1,5 +1,6 @@
-"""The ``bench`` command: a thin layer over bench.runner, bench.leaderboard and the registries.
-Every BenchError becomes one red line and exit code 2 (add --debug for the traceback)."""
+"""The ``bench`` command: a thin layer over bench.runner, bench.leaderboard and the registries: it parses the
+options, passes them to the library as arguments and prints what comes back. Every BenchError becomes one red
+line and exit code 2 (add --debug for the traceback)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,10 @@ import argparse
 import logging
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 from bench.errors import BenchError, TrainingError
-
-DEMO_METHODS = ("simclr", "barlow-twins")
-ALL_DEMO_METHODS = ("simclr", "barlow-twins", "random-vit", "dino", "ijepa")
-#: ViT methods cost 4-30x a resnet18 step on CPU: their demo budget in epochs (the rest use --epochs)
-DEMO_VIT_EPOCHS = {"dino": 3, "ijepa": 8}
 
 
 def _quiet_lightning() -> None:
@@ -53,6 +48,8 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     """Options of the commands that train several runs and rewrite a leaderboard (submit, reference)."""
     p.add_argument("--data-root", default=None, help="folder holding named datasets (default: $BENCH_DATA_ROOT "
                    "or ../shared/datasets)")
+    p.add_argument("--imagenet-root", default=None, metavar="PATH",
+                   help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
@@ -89,16 +86,10 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
 
 
-def _config_from_args(args):
-    from bench.config import available_recipes, make_config
-
-    recipe = args.recipe
-    if recipe is None and args.method:
-        guess = args.method.replace("-", "_")
-        recipe = guess if guess in available_recipes() else None
-    if recipe is None and not args.method:
-        raise BenchError("give --method (see `bench methods`) or --recipe (see recipes/)")
-    overrides: dict = {"method": args.method, "backbone": args.backbone, "img_size": args.img_size,
+def _run_config(args, bench):
+    """The options as config overrides -> bench.config.run_config (recipe or the benchmark's budget, provenance)."""
+    from bench.config import run_config
+    overrides: dict = {"backbone": args.backbone, "img_size": args.img_size,
                        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                        "optimizer": args.optimizer, "seed": args.seed,
                        "stop_on_collapse": True if args.stop_on_collapse else None,
@@ -106,7 +97,19 @@ def _config_from_args(args):
                        "compile": True if args.compile else None}
     if args.stem:
         overrides["backbone_kwargs"] = {"stem": args.stem}
-    return make_config(recipe, **_set_overrides(args.set, overrides)), recipe
+    return run_config(bench, args.method, args.recipe, **_set_overrides(args.set, overrides))
+
+
+def _checked(resolved):
+    """Check the config without data (method, backbone options), then print its one-line summary and notes (on
+    rank 0 only: the DDP launcher starts this command again on every other rank)."""
+    from bench.distributed import is_worker_rank
+    from bench.runner import check_config
+    check_config(resolved.config)
+    if not is_worker_rank(resolved.config.world_size):
+        for line in (resolved.summary(), *resolved.notes()):
+            print(line, flush=True)
+    return resolved
 
 
 def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
@@ -164,64 +167,40 @@ def _benchmark(args):
     return get_benchmark(args.benchmark or "imagenette64-v1")
 
 
-def _ddp_worker(args, cfg, bench, resume=None) -> int:
-    """A process of rank > 0 (started by Lightning's DDP launcher, srun or torchrun) trains in lock-step with
-    rank 0 but owns nothing: its run folder is temporary (a resumed run's run.json is copied and its checkpoints
-    linked in), it neither probes nor writes a record. Rank 0 writes the run folder, encoder and record."""
-    import shutil
-    import tempfile
-    from bench.runner import train_run
-    with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
-        if resume is not None:
-            run = Path(tmp) / "run"
-            run.mkdir()
-            shutil.copy2(Path(resume) / "run.json", run / "run.json")
-            if (Path(resume) / "checkpoints").is_dir():
-                (run / "checkpoints").symlink_to((Path(resume) / "checkpoints").resolve(), target_is_directory=True)
-            train_run(None, bench, resume=run, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
-        else:
-            train_run(cfg, bench, runs_dir=tmp, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
-    return 0
-
-
-def _is_ddp_worker(cfg) -> bool:
-    from bench.distributed import launch_rank
-    return (cfg is None or cfg.world_size > 1) and launch_rank() != 0
-
-
 def cmd_run(args) -> int:
     from bench.runner import run_benchmark
-    cfg, recipe = _config_from_args(args)
     bench = _benchmark(args)
-    if _is_ddp_worker(cfg):
-        return _ddp_worker(args, cfg, bench)
-    rec = run_benchmark(cfg, bench, results_dir=args.results, runs_dir=args.runs_dir, recipe=recipe,
-                        progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
-    _print_record(rec)
+    resolved = _checked(_run_config(args, bench))
+    rec = run_benchmark(resolved.config, bench, results_dir=args.results, runs_dir=args.runs_dir,
+                        recipe=resolved.recipe, progress=not args.no_progress, data_root=args.data_root,
+                        cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    if rec is not None:  # None on a DDP rank > 0: rank 0 writes and prints the record
+        _print_record(rec)
     return 0
 
 
 def cmd_train(args) -> int:
     from bench.runner import train_run
-    cfg, recipe = (None, None) if args.resume else _config_from_args(args)
     bench = _benchmark(args)
-    if _is_ddp_worker(cfg):
-        return _ddp_worker(args, cfg, bench, resume=args.resume)
-    run_dir = train_run(cfg, bench, runs_dir=args.runs_dir, recipe=recipe, resume=args.resume,
-                        progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
-    _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
+    resolved = None if args.resume else _checked(_run_config(args, bench))
+    run_dir = train_run(resolved.config if resolved else None, bench, runs_dir=args.runs_dir,
+                        recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
+                        data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    if run_dir is not None:  # None on a DDP rank > 0
+        _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
     return 0
 
 
 def cmd_submit(args) -> int:
     from bench.benchmarks import get_benchmark
-    from bench.submit import submission_config, submit
+    from bench.config import budget_config
+    from bench.submit import submit
     bench = get_benchmark(args.benchmark)
-    cfg = submission_config(args.plugin, bench, args.recipe, epochs=args.epochs, **_set_overrides(args.set))
+    resolved = _checked(budget_config(bench, args.plugin, args.recipe, epochs=args.epochs, **_set_overrides(args.set)))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    records = submit(cfg, bench, seeds, results_dir=args.results, leaderboards_dir=args.leaderboards,
+    records = submit(resolved.config, bench, seeds, results_dir=args.results, leaderboards_dir=args.leaderboards,
                      runs_dir=args.runs_dir, recipe=args.recipe, progress=not args.no_progress,
-                     data_root=args.data_root, cache_dir=args.cache_dir)
+                     data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     for rec in records:
         _print_record(rec)
     _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
@@ -242,7 +221,8 @@ def cmd_reference(args) -> int:
     if args.dry_run or not todo:
         return 0
     done, failed = run_missing(bench, todo, results_dir=args.results, runs_dir=args.runs_dir,
-                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
+                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir,
+                               imagenet_root=args.imagenet_root)
     if done:
         from bench.leaderboard import FORMATS
         _publish_leaderboard(bench, args.results, args.leaderboards, FORMATS)
@@ -287,7 +267,7 @@ def cmd_curves(args) -> int:
 def cmd_probe(args) -> int:
     from bench.runner import probe_run
     rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
-                    data_root=args.data_root, cache_dir=args.cache_dir)
+                    data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     _print_record(rec)
     return 0
 
@@ -373,33 +353,65 @@ def cmd_plan(args) -> int:
 def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
-    from bench.config import load_recipe, make_config
-    from bench.runner import load_benchmark_data, run_benchmark
+    from bench.demo import demo_methods, demo_runs, run_demo
 
     console = _console()
     bench = get_benchmark(args.benchmark)
-    start = time.perf_counter()
-    data = load_benchmark_data(bench, cache_dir=args.cache_dir)
-    console.print(f"[bold]ssl-bench demo[/] on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
-                  f"{len(data.train.classes)} classes, {bench.img_size} px")
-    results, runs = Path(args.out) / "results", Path(args.out) / "runs"
-    methods = list(ALL_DEMO_METHODS) if args.methods == "all" else \
-        [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name in ["random", *methods]:
-        recipe = name.replace("-", "_")
-        base = load_recipe(recipe)
-        cnn = base.get("backbone", "resnet18").startswith("resnet")
-        epochs = 0 if name.startswith("random") else args.epochs or DEMO_VIT_EPOCHS.get(name, 15)
-        cfg = make_config(recipe, epochs=epochs, seed=args.seed, img_size=bench.img_size,
-                          backbone_kwargs={"stem": args.stem} if cnn else None)
-        console.rule(f"{name} ({cfg.epochs} epochs)")
-        rec = run_benchmark(cfg, bench, results_dir=results, runs_dir=runs, recipe=recipe, data=data,
-                            progress=not args.no_progress, cache_dir=args.cache_dir)
-        _print_record(rec)
+    runs = demo_runs(bench, demo_methods(args.methods), epochs=args.epochs, seed=args.seed, stem=args.stem)
+    _, seconds = run_demo(
+        bench, runs, out=args.out, progress=not args.no_progress, cache_dir=args.cache_dir,
+        on_data=lambda data: console.print(
+            f"[bold]ssl-bench demo[/] on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
+            f"{len(data.train.classes)} classes, {bench.img_size} px"),
+        on_run=lambda run: console.rule(f"{run.name} ({run.config.epochs} epochs)"),
+        on_record=_print_record)
     console.rule("leaderboard")
+    results = Path(args.out) / "results"
     _publish_leaderboard(bench, results, Path(args.out) / "leaderboards", ("md", "csv"))
-    console.print(f"demo finished in {time.perf_counter() - start:.0f} s; records under {results}")
+    console.print(f"demo finished in {seconds:.0f} s; records under {results}")
     return 0
+
+
+def _resume_plan(args):
+    """How the SLURM job continues this command after the time-limit warning: its data options, again."""
+    from bench.slurm import ResumePlan
+    data: list[str] = []
+    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
+                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            data += [flag, str(value)]
+    return ResumePlan(data=tuple(data), train_flags=("--no-progress",) if args.no_progress else (),
+                      probe_results=str(args.results) if args.command == "run" else None,
+                      top=("--debug",) if args.debug else ())
+
+
+def slurm_job(argv: list[str]):
+    """The bench.slurm.SlurmJob that runs the ``bench`` command line ``argv`` (``--slurm`` dropped) with this
+    module's ``main`` and continues it with ``train --resume`` after the time-limit warning."""
+    from bench.slurm import SlurmJob, strip_slurm_flag
+    argv = strip_slurm_flag(argv)
+    return SlurmJob([argv], main, _resume_plan(build_parser().parse_args(argv)))
+
+
+def _submit_to_slurm(args, argv: list[str]) -> int:
+    """Queue this very command line (minus --slurm); its config is built and checked here, before queueing."""
+    from bench.runner import check_config
+    from bench.runs import resume_info
+    from bench.slurm import job_name, parse_spec, strip_slurm_flag, submit_job
+    spec = parse_spec(args.slurm)
+    argv = strip_slurm_flag(argv)
+    if getattr(args, "resume", None):
+        config = resume_info(args.resume)["config"]
+        devices, nodes = int(config.get("devices", 1)), int(config.get("num_nodes", 1))
+    else:
+        if spec.gpus_per_node and args.devices is None:  # one process per GPU
+            args = argparse.Namespace(**{**vars(args), "devices": spec.gpus_per_node})
+            argv = [*argv, "--devices", str(spec.gpus_per_node)]
+        resolved = _run_config(args, _benchmark(args))
+        check_config(resolved.config)
+        devices, nodes = resolved.config.devices, resolved.config.num_nodes
+    return submit_job(slurm_job(argv), spec, devices=devices, nodes=nodes, folder=Path(args.runs_dir) / "slurm",
+                      name=job_name(args.command, getattr(args, "method", None)))
 
 
 # ---------------------------------------------------------------- parser
@@ -408,13 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "build versioned leaderboards.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from bench.demo import ALL_DEMO_METHODS, DEMO_EPOCHS, DEMO_METHODS, DEMO_VIT_EPOCHS
 
     p = sub.add_parser("demo", help="train SimCLR + Barlow Twins briefly on the embedded data and print a leaderboard")
     p.add_argument("--benchmark", default="imagenette-mini-v1", help="benchmark to run the demo on")
     p.add_argument("--methods", default=",".join(DEMO_METHODS),
                    help=f"comma-separated methods (each needs a recipe), or 'all' = {','.join(ALL_DEMO_METHODS)}")
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs per method (default: 15, ViTs {DEMO_VIT_EPOCHS})")
+                   help=f"training epochs per method (default: {DEMO_EPOCHS}, ViTs {DEMO_VIT_EPOCHS})")
     p.add_argument("--stem", default="imagenet", choices=["imagenet", "small", "cifar"], help="ResNet stem for the demo")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--out", default="bench-demo", help="folder for the demo's results, runs and leaderboards")
@@ -559,12 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_lightning()
-    if getattr(args, "imagenet_root", None):  # read by bench.data.imagenet wherever a split is loaded
-        os.environ["BENCH_IMAGENET_ROOT"] = str(Path(args.imagenet_root).expanduser().resolve())
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
-            from bench.slurm import submit_command
-            return submit_command(args, sys.argv[1:] if argv is None else list(argv))
+            return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
         return args.func(args)
     except BenchError as e:
         if args.debug:

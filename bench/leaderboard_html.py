@@ -11,7 +11,7 @@ from html import escape
 
 import pandas as pd
 
-from bench.leaderboard import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, headline_of, score_keys)
+from bench.cells import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, headline_of, score_keys)
 from bench.records import RunRecord
 
 __all__ = ["plot_svg", "render_html"]

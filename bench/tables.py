@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
-from bench.leaderboard import (fmt_count, fmt_duration, fmt_params, fmt_pm, leaderboard_from_results, score_keys,
-                               tex_document, tex_escape)
+from bench.cells import fmt_count, fmt_duration, fmt_params, fmt_pm, score_keys, tex_document, tex_escape
+from bench.leaderboard import leaderboard_from_results
 
 __all__ = ["MethodRow", "TableSpec", "build_table", "load_table_spec", "render_table", "write_table"]
 

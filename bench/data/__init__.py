@@ -63,8 +63,8 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
                     "pass --data-root or set BENCH_DATA_ROOT")
 
 
-def dataset_root(spec: str, data_root: str | Path | None = None) -> Path:
-    """The folder holding a spec's ``<split>/<class>/<image>`` tree."""
+def dataset_root(spec: str, data_root: str | Path | None = None, imagenet_root: str | Path | None = None) -> Path:
+    """The folder holding a spec's ``<split>/<class>/<image>`` tree (ImageNet specs: the ImageNet root)."""
     if spec.startswith("imagefolder:"):
         root = Path(spec.split(":", 1)[1]).expanduser()
         if not root.is_dir():
@@ -77,7 +77,7 @@ def dataset_root(spec: str, data_root: str | Path | None = None) -> Path:
                         f"imagenet:WNID_LIST, videofolder:PATH or hf:NAME")
     if DATASETS[spec][0] == "imagenet-root":
         from bench.data.imagenet import resolve_imagenet_root
-        return resolve_imagenet_root(spec=spec)
+        return resolve_imagenet_root(imagenet_root, spec=spec)
     if DATASETS[spec][0] == "embedded":
         root = EMBEDDED_ROOT / spec
         if not root.is_dir():
@@ -123,10 +123,9 @@ def is_video_spec(spec: str) -> bool:
 
 def _load_video_split(spec: str, split: str, *, size: int | None, frames: int, stride: int, label: str | None,
                       cache_dir, progress: bool):
-    if frames <= 0:
-        from bench.benchmarks import get_benchmark
+    if frames <= 0:  # a bare benchmark name is its latest version
         raise DataError(f"dataset {spec!r} is video: it needs a video benchmark (frames > 0), e.g. "
-                        f"--benchmark {get_benchmark('moving-shapes').id}")
+                        f"--benchmark moving-shapes")
     if spec.startswith("videofolder:"):
         from bench.data.video_folder import load_videofolder
         root = Path(spec.split(":", 1)[1]).expanduser()
