@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from bench.console import one_line_warnings, out, print_table, rule
 from bench.errors import BenchError, TrainingError
 
 
@@ -19,11 +20,7 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(LeafSpec|litlogger|LitLogger|does not have many workers).*")
-
-
-def _console():
-    from rich.console import Console
-    return Console()
+    one_line_warnings()
 
 
 # ---------------------------------------------------------------- shared options
@@ -134,30 +131,25 @@ def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
 # ---------------------------------------------------------------- commands
 def cmd_methods(args) -> int:
     from methods import available_methods
-    from rich.table import Table
-    table = Table("method", "views", "trainable", "defined in")
-    for name, cls in available_methods().items():
-        table.add_row(name, str(len(cls.views)), "yes" if cls.trainable else "no (baseline)", cls.__module__)
-    _console().print(table)
+    print_table(("method", "views", "trainable", "defined in"),
+                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__)
+                 for name, cls in available_methods().items()])
     return 0
 
 
 def cmd_benchmarks(args) -> int:
     from bench.benchmarks import available_benchmarks
-    from rich.table import Table
-    table = Table("benchmark", "data", "eval px", "headline", "description")
-    for b in available_benchmarks():
-        table.add_row(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
-                      str(b.img_size), b.headline, b.description)
-    _console().print(table)
+    print_table(("benchmark", "data", "eval px", "headline", "description"),
+                [(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
+                  b.img_size, b.headline, b.description) for b in available_benchmarks()])
     return 0
 
 
 def _print_record(rec) -> None:
     s = rec.scores
     cells = "  ".join(f"{k}={v:.1f}" for k, v in s.items())
-    _console().print(f"[bold]{rec.method}[/] seed {rec.seed} [{rec.status}]  {cells}  "
-                     f"({rec.wall_time_s:.0f}s, {rec.images_seen} views)  -> {rec.run_id}")
+    out(f"{rec.method} seed {rec.seed} [{rec.status}]  {cells}  "
+        f"({rec.wall_time_s:.0f}s, {rec.images_seen} views)  -> {rec.run_id}")
 
 
 def _benchmark(args):
@@ -187,7 +179,7 @@ def cmd_train(args) -> int:
                         recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
                         data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     if run_dir is not None:  # None on a DDP rank > 0
-        _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
+        out(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
     return 0
 
 
@@ -203,7 +195,7 @@ def cmd_submit(args) -> int:
                      data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     for rec in records:
         _print_record(rec)
-    _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+    out(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     return 0
 
 
@@ -226,7 +218,7 @@ def cmd_reference(args) -> int:
     if done:
         from bench.leaderboard import FORMATS
         _publish_leaderboard(bench, args.results, args.leaderboards, FORMATS)
-        _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+        out(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     if failed:
         raise TrainingError(f"{len(failed)} reference run(s) failed ({', '.join(failed)}); {done} recorded")
     return 0
@@ -234,7 +226,6 @@ def cmd_reference(args) -> int:
 
 def cmd_runs(args) -> int:
     from itertools import groupby
-    from rich.table import Table
     from bench.runs import age, list_runs
     runs = [r for r in list_runs(args.runs_dir, args.results, args.benchmark) if not args.state or r.state in args.state]
     if not runs:
@@ -242,25 +233,20 @@ def cmd_runs(args) -> int:
               + (f" in state {', '.join(args.state)}" if args.state else ""))
         return 0
     colour = {"recorded": "green", "training": "cyan", "trained": "yellow", "interrupted": "yellow", "empty": "red"}
-    console = _console()
-    if not console.is_terminal:  # a log file or pipe: whole run ids rather than 80 columns
-        console.width = 160
     for bench_id, group in groupby(runs, key=lambda r: r.benchmark):
         group = list(group)
-        table = Table("run", "recipe", "seed", "state", "progress", "updated", title=bench_id, title_justify="left")
-        for r in group:
-            table.add_row(r.run_id, r.recipe, str(r.seed), f"[{colour[r.state]}]{r.state}[/]", r.progress,
-                          f"{age(r.updated)} ago")
-        console.print(table)
+        print_table(("run", "recipe", "seed", "state", "progress", "updated"),
+                    [(r.run_id, r.recipe, r.seed, f"[{colour[r.state]}]{r.state}[/]", r.progress,
+                      f"{age(r.updated)} ago") for r in group], title=bench_id)
         for r in group:
             if r.state != "recorded":
-                console.print(f"  {r.run_id} ({r.state}): {r.detail}", highlight=False, soft_wrap=True)
+                out(f"  {r.run_id} ({r.state}): {r.detail}")
     return 0
 
 
 def cmd_curves(args) -> int:
     from bench.curves import plot_curves
-    _console().print(f"written: {plot_curves(args.run_dirs, args.out)}")
+    out(f"written: {plot_curves(args.run_dirs, args.out)}")
     return 0
 
 
@@ -291,7 +277,7 @@ def cmd_leaderboard(args) -> int:
             raise
         bench = args.benchmark
     paths = _publish_leaderboard(bench, args.results, args.out, tuple(args.format), args.standalone)
-    _console().print("written: " + ", ".join(str(p) for p in paths))
+    out("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -303,7 +289,7 @@ def cmd_table(args) -> int:
     texts, paths = write_table(spec, results=args.results, output=args.out)
     print(texts["md"] if "md" in texts else texts["tex"])
     if paths:
-        _console().print("written: " + ", ".join(str(p) for p in paths))
+        out("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -317,16 +303,14 @@ def cmd_perf(args) -> int:
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
-    console = _console()
-    report = run_perf(opts, sections, log=lambda msg: console.print(f"[dim]{msg}[/]"))
-    console.print(perf_table(report))
-    console.print(f"report written to {write_report(report, args.out)}")
+    report = run_perf(opts, sections, log=lambda msg: out(msg, style="dim"))
+    print_table(**perf_table(report))
+    out(f"report written to {write_report(report, args.out)}")
     return 0
 
 
 def cmd_plan(args) -> int:
     """Train or load the pixel and embedding world models, plan the push-plan-v1 tasks, write JSON + markdown."""
-    from rich.table import Table
     from bench.data import default_cache_dir
     from bench.world_model.encoders import PixelFrameEncoder, load_frame_encoder
     from bench.world_model.planning import (PLAN_COLUMNS, make_configs, parse_planners, plan_rows,
@@ -336,17 +320,13 @@ def cmd_plan(args) -> int:
     methods = parse_planners(args.methods)
     plan_cfg, wm_cfg = make_configs(_set_overrides(args.set))
     encoder = load_frame_encoder(args.encoder, seed=args.seed)
-    console = _console()
     result = run_planning_benchmark(encoder, PixelFrameEncoder(), wm_cfg, plan_cfg, episodes=args.episodes,
                                     seed=args.seed, models_dir=args.models_dir,
                                     cache_dir=args.cache_dir or default_cache_dir(), methods=methods,
                                     retrain=args.retrain, progress=not args.no_progress,
-                                    log=lambda msg: console.print(f"[dim]{msg}[/]"))
-    table = Table(*PLAN_COLUMNS, title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
-    for row in plan_rows(result):
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
+                                    log=lambda msg: out(msg, style="dim"))
+    print_table(PLAN_COLUMNS, plan_rows(result), title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
+    out(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
     return 0
 
 
@@ -355,20 +335,19 @@ def cmd_demo(args) -> int:
     from bench.benchmarks import get_benchmark
     from bench.demo import demo_methods, demo_runs, run_demo
 
-    console = _console()
     bench = get_benchmark(args.benchmark)
     runs = demo_runs(bench, demo_methods(args.methods), epochs=args.epochs, seed=args.seed, stem=args.stem)
     _, seconds = run_demo(
         bench, runs, out=args.out, progress=not args.no_progress, cache_dir=args.cache_dir,
-        on_data=lambda data: console.print(
-            f"[bold]ssl-bench demo[/] on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
+        on_data=lambda data: out(
+            f"ssl-bench demo on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
             f"{len(data.train.classes)} classes, {bench.img_size} px"),
-        on_run=lambda run: console.rule(f"{run.name} ({run.config.epochs} epochs)"),
+        on_run=lambda run: rule(f"{run.name} ({run.config.epochs} epochs)"),
         on_record=_print_record)
-    console.rule("leaderboard")
+    rule("leaderboard")
     results = Path(args.out) / "results"
     _publish_leaderboard(bench, results, Path(args.out) / "leaderboards", ("md", "csv"))
-    console.print(f"demo finished in {seconds:.0f} s; records under {results}")
+    out(f"demo finished in {seconds:.0f} s; records under {results}")
     return 0
 
 
@@ -581,6 +560,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `bench runs | head`: the reader left; stop quietly, as Unix tools do (128 + SIGPIPE)
+        try:  # nothing more reaches the closed pipe, so Python's flush at exit raises nothing either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except OSError as e:  # disk full, permissions, ... anywhere: one line naming the file
         if args.debug:
             raise

@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -152,10 +153,12 @@ def check_checkpoint(path: Path) -> None:
 def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | Path = "runs",
               recipe: str | None = None, data: BenchData | None = None, results_dir: str | Path | None = None,
               progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
-              imagenet_root: str | None = None, resume: str | Path | None = None) -> Path | None:
+              imagenet_root: str | None = None, resume: str | Path | None = None,
+              log: Callable[[str], None] | None = print) -> Path | None:
     """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
     ``resume``: an interrupted run folder; training continues from its last checkpoint with its config (``cfg`` is
     ignored). A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises.
+    ``progress`` / ``log``: a progress bar on a terminal, else one line per epoch to ``log`` (``bench.train.fit``).
     On a process of rank > 0 of a multi-process run: trains in a temporary folder, writes nothing, returns None."""
     info = resume_info(resume) if resume is not None else None
     if info is not None:
@@ -167,7 +170,7 @@ def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | 
         return None
     data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     return _train(cfg, info, benchmark, data, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir,
-                  progress=progress, resume=resume)
+                  progress=progress, resume=resume, log=log)
 
 
 def _resumed_config(info: dict, run_dir: str | Path) -> TrainConfig:
@@ -179,7 +182,8 @@ def _resumed_config(info: dict, run_dir: str | Path) -> TrainConfig:
 
 
 def _train(cfg: TrainConfig, info: dict | None, benchmark: Benchmark, data: BenchData, *, runs_dir: str | Path,
-           recipe: str | None, results_dir: str | Path | None, progress: bool, resume: str | Path | None) -> Path:
+           recipe: str | None, results_dir: str | Path | None, progress: bool, resume: str | Path | None,
+           log: Callable[[str], None] | None = None) -> Path:
     """Train in a new run folder under ``runs_dir`` or, with ``resume`` (and its run.json ``info``), in that one."""
     if resume is not None:
         run_dir = Path(resume)
@@ -196,7 +200,7 @@ def _train(cfg: TrainConfig, info: dict | None, benchmark: Benchmark, data: Benc
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
         atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
     with run_lock(run_dir):  # one trainer per run folder: a second resume of it is refused
-        _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None)
+        _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None, log)
     return run_dir
 
 
@@ -215,7 +219,8 @@ def _train_on_worker_rank(cfg: TrainConfig, benchmark: Benchmark, *, resume: str
             if (Path(resume) / "checkpoints").is_dir():
                 (run / "checkpoints").symlink_to((Path(resume) / "checkpoints").resolve(), target_is_directory=True)
             info = resume_info(run)
-        _train(cfg, info, benchmark, data, runs_dir=tmp, recipe=None, results_dir=None, progress=False, resume=run)
+        _train(cfg, info, benchmark, data, runs_dir=tmp, recipe=None, results_dir=None, progress=False, resume=run,
+               log=None)
 
 
 def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
@@ -234,14 +239,14 @@ def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
 
 
 def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark: Benchmark, data: BenchData,
-                  results_dir, progress: bool, resume: bool) -> None:
+                  results_dir, progress: bool, resume: bool, log: Callable[[str], None] | None) -> None:
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
         segment = _start_segment(info, cfg, run_dir)
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
-                         num_classes=len(data.train.classes), progress=progress, resume=resume)
+                         num_classes=len(data.train.classes), progress=progress, resume=resume, log=log)
         except TrainingError as e:
             if results_dir is not None:
                 write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
@@ -279,14 +284,14 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path = "results",
               data: BenchData | None = None, probes: tuple[str, ...] | None = None,
               data_root: str | None = None, cache_dir: str | None = None,
-              imagenet_root: str | None = None) -> RunRecord:
-    """Probe a trained run's frozen encoder on the benchmark and write its record."""
+              imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord:
+    """Probe a trained run's frozen encoder on the benchmark and write its record (a line per probe to ``log``)."""
     from probes.evaluate import evaluate_encoder  # training never needs the probes
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
     data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     check_modality(TrainConfig(**info["config"]), data.train)
-    report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir)
+    report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir, log=log)
     train = info["train"]
     record = RunRecord(
         **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
@@ -304,13 +309,15 @@ def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | 
                   runs_dir: str | Path = "runs", recipe: str | None = None, data: BenchData | None = None,
                   progress: bool = True, probes: tuple[str, ...] | None = None,
                   data_root: str | None = None, cache_dir: str | None = None,
-                  imagenet_root: str | None = None) -> RunRecord | None:
-    """Train + probe + record (None on a process of rank > 0, which only trains)."""
+                  imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord | None:
+    """Train + probe + record (None on a process of rank > 0, which only trains); ``log`` gets the epoch lines
+    (where no progress bar is drawn) and probe lines."""
     check_config(cfg)  # before any data is looked up
     if is_worker_rank(cfg.world_size):
         return train_run(cfg, benchmark, data=data, data_root=data_root, cache_dir=cache_dir,
                          imagenet_root=imagenet_root)
     data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     run_dir = train_run(cfg, benchmark, runs_dir=runs_dir, recipe=recipe, data=data, results_dir=results_dir,
-                        progress=progress)
-    return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir)
+                        progress=progress, log=log)
+    return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir,
+                     log=log)
