@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -242,3 +243,37 @@ def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
         assert torch.allclose(a["center"], b["center"], atol=1e-6)
         for k in (k for k in a["teacher"] if "running_" not in k and "num_batches" not in k):
             assert torch.allclose(a["teacher"][k], b["teacher"][k], atol=1e-6), k  # identical EMA updates
+
+
+def _run_benchmark_rank(rank: int, port: int, folder: str, base: str, out_dir):
+    """One process of a 2-process `bench run` as torchrun / srun start it: the library decides what this rank owns."""
+    from bench.benchmarks import adhoc_benchmark
+    from bench.config import make_config
+    from bench.runner import run_benchmark
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      GROUP_RANK="0", WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
+    cfg = make_config("simclr", epochs=1, batch_size=16, devices=WORLD, strategy="ddp", precision="32-true",
+                      backbone_kwargs={"stem": "imagenet"}, method_kwargs={"proj_hidden_dim": 64, "proj_dim": 32})
+    root = Path(base) / f"rank{rank}"  # each rank its own folders: what a rank > 0 writes would show up
+    rec = run_benchmark(cfg, adhoc_benchmark(f"imagefolder:{folder}"), results_dir=root / "results",
+                        runs_dir=root / "runs", cache_dir=Path(base) / "cache", progress=False, probes=("knn",))
+    torch.save({"record": None if rec is None else rec.model_dump(mode="json")}, out_dir / f"run{rank}.pt")
+
+
+@pytest.mark.slow
+def test_run_benchmark_on_rank_above_zero_trains_but_owns_nothing(tmp_path, tiny_folder):
+    """run_benchmark itself tells the ranks apart (no CLI involved): rank 0 writes the run folder and the record,
+    rank 1 trains in lock-step in a temporary folder and returns None, leaving no file behind."""
+    import torch.multiprocessing as mp
+
+    from bench.benchmarks import adhoc_benchmark
+    from bench.runner import load_benchmark_data
+    load_benchmark_data(adhoc_benchmark(f"imagefolder:{tiny_folder}"), cache_dir=tmp_path / "cache")  # decoded once
+    mp.spawn(_run_benchmark_rank, args=(_free_port(), str(tiny_folder), str(tmp_path), tmp_path), nprocs=WORLD,
+             join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"run{r}.pt", weights_only=False)["record"] for r in range(WORLD))
+    assert rank0["status"] == "ok" and rank0["epochs"] == 1 and "knn_top1" in rank0["scores"]
+    assert rank0["images_seen"] == 2 * 16 * 4  # the global batch of 16, 72 images -> 4 steps, 2 views
+    assert len(list((tmp_path / "rank0" / "runs").glob("*/*/encoder.pt"))) == 1
+    assert rank1 is None and not (tmp_path / "rank1").exists()
