@@ -6,7 +6,6 @@ benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import json
 import time
@@ -19,7 +18,7 @@ import torch
 from bench.backbones import create_backbone, is_video_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, recipe_label
-from bench.data import ImageData, load_split
+from bench.data import ImageData, data_fingerprint, load_split
 from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
@@ -37,8 +36,7 @@ class BenchData:
 
     @property
     def fingerprint(self) -> str:
-        text = f"{self.train.split}:{self.train.fingerprint}\n{self.eval.split}:{self.eval.fingerprint}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return data_fingerprint([(self.train.split, self.train.fingerprint), (self.eval.split, self.eval.fingerprint)])
 
 
 def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None) -> BenchData:
