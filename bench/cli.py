@@ -393,6 +393,13 @@ def _submit_to_slurm(args, argv: list[str]) -> int:
                       name=job_name(args.command, getattr(args, "method", None)))
 
 
+def cmd_data_prepare(args) -> int:
+    from bench.data.prepare import prepare_imagenette64
+    result = prepare_imagenette64(args.source, args.data_root, force=args.force, progress=not args.no_progress)
+    print("\n".join(result.summary()))
+    return 0 if result.reproduced else 1
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="ssl-bench: train SSL methods, probe frozen encoders, "
@@ -496,6 +503,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="frame-embedding cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
     p.add_argument("--no-progress", action="store_true", help="no training progress lines")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("data", help="named datasets: `bench data prepare imagenette64 SOURCE` rebuilds one from its "
+                                    "public source")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data_sub.add_parser("prepare", help="rebuild a named dataset under the data root from its public source and "
+                                            "check it against the shipped manifest (exit 1: written, but not the "
+                                            "benchmark's bytes)")
+    p.add_argument("dataset", choices=["imagenette64"], help="the dataset to rebuild")
+    p.add_argument("source", help="imagenette64: the folder `git clone https://github.com/thunderInfy/imagenette` "
+                                  "gives (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG), or its train or val folder")
+    p.add_argument("--data-root", default=None, help="where to write DATASET/ (default: $BENCH_DATA_ROOT or "
+                   "../shared/datasets, where the other commands look)")
+    p.add_argument("--force", action="store_true", help="replace an existing DATA_ROOT/DATASET")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)

@@ -11,7 +11,6 @@ train in lock-step with rank 0 but own nothing (a temporary run folder, no probe
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import json
 import shutil
@@ -27,7 +26,7 @@ import torch
 from bench.backbones import check_backbone, create_backbone, is_video_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, recipe_label
-from bench.data import ImageData, load_split
+from bench.data import ImageData, data_fingerprint, load_split
 from bench.distributed import is_worker_rank
 from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
@@ -46,8 +45,7 @@ class BenchData:
 
     @property
     def fingerprint(self) -> str:
-        text = f"{self.train.split}:{self.train.fingerprint}\n{self.eval.split}:{self.eval.fingerprint}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return data_fingerprint([(self.train.split, self.train.fingerprint), (self.eval.split, self.eval.fingerprint)])
 
 
 def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None,

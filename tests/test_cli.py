@@ -20,6 +20,7 @@ def test_every_command_has_help(capsys):
         assert "usage: bench" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
     results = tmp_path / "results"
     for method, epochs in (("simclr", "1"), ("random", "0")):
@@ -42,6 +43,7 @@ def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
                                                                        "leaderboard.tex"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     from bench.benchmarks import adhoc_benchmark
     from bench.config import make_config
@@ -103,6 +105,7 @@ def _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_
             assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder, cli_args):
     """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs and ends
     with the same weights as a run that was never interrupted (data order and augmentation replay)."""
@@ -138,6 +141,7 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
     _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, cli_args, monkeypatch, capsys):
     """SIGTERM (SLURM preemption) in the middle of an epoch: the run saves last.ckpt at that step, exits 143
     with a one-line message, and `--resume` skips the batches already trained on and replays the rest, ending

@@ -145,12 +145,7 @@ def test_data_root_resolution(tmp_path, monkeypatch):
     assert "imagenette64" in DATASETS and "imagenette-mini" in DATASETS
 
 
-def test_imagenette64_if_present(tmp_path):
-    try:
-        root = resolve_data_root()
-    except DataError:
-        pytest.skip("../shared/datasets not present")
-    if not (root / "imagenette64").is_dir():
-        pytest.skip("imagenette64 not present")
+@pytest.mark.needs_imagenette64
+def test_imagenette64_loads(tmp_path):
     val = load_split("imagenette64", "val", cache_dir=tmp_path)
     assert val.images.shape == (3925, 3, 64, 64) and len(val.classes) == 10

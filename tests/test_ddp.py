@@ -140,6 +140,7 @@ def ranks(tmp_path_factory):
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nt_xent", "barlow"])
 def test_gathered_loss_and_gradient_equal_the_single_process_ones(ranks, name):
     from methods.barlow_twins import barlow_twins_loss
@@ -171,6 +172,7 @@ def test_single_process_nt_xent_is_unchanged():
     assert torch.equal(nt_xent_loss(z1, z2, 0.2), want)
 
 
+@pytest.mark.slow
 def test_dino_centre_uses_the_global_batch_mean(ranks):
     dino = _dino(_flat_encoder())
     dino.training_loss(_dino_views())
@@ -178,6 +180,7 @@ def test_dino_centre_uses_the_global_batch_mean(ranks):
         assert torch.allclose(r["dino_center"], dino.center, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sinkhorn_targets_are_computed_over_the_global_batch(ranks):
     from methods.dino import sinkhorn_knopp
     want = sinkhorn_knopp(_embeddings()[0], 0.1)
@@ -187,6 +190,7 @@ def test_sinkhorn_targets_are_computed_over_the_global_batch(ranks):
     assert torch.allclose(torch.cat([r["sinkhorn_uneven"] for r in ranks]), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dino_centre_of_uneven_rows_is_the_global_row_mean(ranks):
     """Masked patches differ in number per rank: the patch centre still moves towards the mean over all rows."""
     rows = _embeddings()[0]
@@ -205,6 +209,7 @@ def test_sampler_shards_each_global_batch_across_ranks():
         assert torch.equal(torch.cat([s[i] for s in shards]), batch)
 
 
+@pytest.mark.slow
 def test_sampler_under_ddp_is_disjoint_and_resumes(ranks):
     from bench.train import EpochBatchSampler
     single = list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3))
@@ -215,6 +220,7 @@ def test_sampler_under_ddp_is_disjoint_and_resumes(ranks):
             assert torch.equal(torch.cat([g[i] for g in got]), batch)  # disjoint halves of the same global batch
 
 
+@pytest.mark.slow
 def test_distributed_features_have_every_sample_once_in_order(ranks):
     from probes.features import extract_features
     single = extract_features(_flat_encoder(), _images(11), img_size=8, batch_size=4, device="cpu")
@@ -224,6 +230,7 @@ def test_distributed_features_have_every_sample_once_in_order(ranks):
             assert torch.allclose(r[key], single, atol=1e-6), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fit_simclr", "fit_dino"])
 def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
     a, b = ranks[0][name], ranks[1][name]

@@ -84,6 +84,7 @@ def test_without_submitit_one_line(monkeypatch, fake_slurm, capsys):
     assert capsys.readouterr().err.strip() == 'error: --slurm needs submitit: pip install -e ".[slurm]"'
 
 
+@pytest.mark.slow
 def test_debug_cluster_runs_the_job_in_process(tmp_path, cli_args, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_SLURM_CLUSTER", "debug")
     assert main(["train", "--method", "simclr", "--epochs", "1", *cli_args(tmp_path),
@@ -94,6 +95,7 @@ def test_debug_cluster_runs_the_job_in_process(tmp_path, cli_args, monkeypatch, 
     assert len(list((tmp_path / "runs" / "slurm").glob("DEBUG_*"))) == 1
 
 
+@pytest.mark.slow
 def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, monkeypatch):
     """USR2 mid-epoch (SLURM's warning before the time limit): training stops with last.ckpt at that step,
     submitit's handler is asked to requeue, and the requeued job (checkpoint()) finishes the run."""

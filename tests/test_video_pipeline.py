@@ -22,6 +22,7 @@ def _dirs(tmp_path):
     return ["--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
 
 
+@pytest.mark.slow
 def test_train_probe_and_run_on_moving_shapes_write_video_records(tmp_path, capsys):
     results = tmp_path / "results"
     assert main(["train", "--method", "vjepa", "--data", TINY, "--backbone", "video_vit_tiny", "--epochs", "1",

@@ -115,14 +115,32 @@ def resize_center(img: torch.Tensor, size: int) -> torch.Tensor:
 def read_manifest(root: Path) -> dict[str, str] | None:
     """``split/class/file`` -> sha256 from ``root/MANIFEST.tsv``, or None if there is none."""
     path = root / "MANIFEST.tsv"
-    if not path.is_file():
-        return None
+    return parse_manifest(path) if path.is_file() else None
+
+
+def parse_manifest(path: Path) -> dict[str, str]:
+    """``split/class/file`` -> sha256 from a manifest file (a header, then split, class, file, sha256 per line)."""
     out = {}
-    for line in path.read_text().splitlines()[1:]:
+    for n, line in enumerate(path.read_text().splitlines()[1:], start=2):
         if line.strip():
-            split, cls, name, digest = line.split("\t")
+            fields = line.split("\t")
+            if len(fields) != 4:
+                raise DataError(f"{path} line {n} is malformed: expected split, class, file and sha256 separated by tabs")
+            split, cls, name, digest = fields
             out[f"{split}/{cls}/{name}"] = digest
     return out
+
+
+def format_manifest(digests: dict[str, str]) -> str:
+    """The text of a manifest (see :func:`parse_manifest`) for ``split/class/file`` -> sha256, in the given order."""
+    rows = ["split\tclass\tfile\tsha256"] + ["\t".join([*rel.split("/"), digest]) for rel, digest in digests.items()]
+    return "\n".join(rows) + "\n"
+
+
+def split_fingerprint(digests: list[tuple[str, str]]) -> str:
+    """A split's data fingerprint: sha256 over a ``relpath<TAB>sha256`` line per file (``class/file`` and the
+    sha256 of its bytes) in the order :func:`scan_imagefolder` lists them."""
+    return hashlib.sha256("".join(f"{rel}\t{digest}\n" for rel, digest in digests).encode()).hexdigest()
 
 
 def _cache_key(split_dir: Path, files: list[tuple[str, int]], size: int | None) -> str:
@@ -145,7 +163,7 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
     side = size or min(_short_side(split_dir / rel) for rel, _ in files)
 
     def fill(arr: np.ndarray) -> str:
-        fp = hashlib.sha256()
+        digests = []
         for i, (rel, _) in enumerate(progress_iter(files, f"decoding {split_dir}", progress)):
             path = split_dir / rel
             try:
@@ -161,8 +179,8 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
                     raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
             img = decode_image(path, data)
             arr[i] = resize_center(img, side).numpy()
-            fp.update(f"{rel}\t{digest}\n".encode())
-        return fp.hexdigest()
+            digests.append((rel, digest))
+        return split_fingerprint(digests)
 
     return write_npy(out_path, (len(files), 3, side, side), fill)
 
