@@ -149,7 +149,7 @@ def _print_record(rec) -> None:
     s = rec.scores
     cells = "  ".join(f"{k}={v:.1f}" for k, v in s.items())
     out(f"{rec.method} seed {rec.seed} [{rec.status}]  {cells}  "
-        f"({rec.wall_time_s:.0f}s, {rec.images_seen} views)  -> {rec.run_id}")
+        f"({rec.wall_time_s:.0f}s, {rec.images_seen} images, {rec.views_seen} views)  -> {rec.run_id}")
 
 
 def _benchmark(args):

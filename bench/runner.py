@@ -253,6 +253,7 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
             raise
         segment["ended_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         info["train"] = {"train_time_s": result.train_time_s, "images_seen": result.images_seen,
+                         "views_seen": result.views_seen,
                          "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
                          "monitor_history": result.monitor_history, "segments": info["train"]["segments"]}
     info["status"] = "trained"
@@ -291,10 +292,14 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
     check_modality(TrainConfig(**info["config"]), data.train)
     report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir, log=log)
     train = info["train"]
+    images, views = train["images_seen"], train.get("views_seen")
+    if views is None and images:  # trained before views_seen existed: its images_seen counted views
+        images, views = None, images
     record = RunRecord(
         **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
         wall_time_s=train["train_time_s"] + time.perf_counter() - start, train_time_s=train["train_time_s"],
-        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=train["images_seen"],
+        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=images,
+        views_seen=views or 0,
         params=sum(p.numel() for p in encoder.parameters()),
         epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
         holdout=report.get("holdout", {}), monitors=train["monitors"], training=train.get("segments", []),

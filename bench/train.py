@@ -124,7 +124,8 @@ class SSLModule(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * cfg.epochs)
         self.extra_param_groups = list(extra_param_groups)
-        self.images_seen = 0
+        self.images_seen = 0  # training samples (global batch); views_seen: the augmented views the loss saw
+        self.views_seen = 0
         self.time_before_resume = 0.0  # training seconds of earlier processes of this run (from the checkpoint)
         self.session_start = time.perf_counter()
         self.step_features: dict[str, torch.Tensor] = {}
@@ -145,7 +146,8 @@ class SSLModule(L.LightningModule):
             with torch.no_grad():
                 emb = self.method.encoder(views[0])
         emb = emb.detach().float()
-        self.images_seen += sum(len(v) for v in views) * self.trainer.world_size  # every rank counts the global batch
+        self.images_seen += len(images) * self.trainer.world_size  # every rank counts the global batch
+        self.views_seen += sum(len(v) for v in views) * self.trainer.world_size
         # a method may point the collapse monitors at its projector output
         self.step_features = {"embedding": emb, "monitor": terms.get("monitor", emb).detach().float(), "labels": labels}
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
@@ -172,12 +174,17 @@ class SSLModule(L.LightningModule):
         return self.time_before_resume + time.perf_counter() - self.session_start
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "train_time_s": self.train_time_s}
+        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "views_seen": self.views_seen,
+                                   "train_time_s": self.train_time_s}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         upgrade_checkpoint(checkpoint)  # runs interrupted before the probe and monitors were callbacks
         state = checkpoint.get("ssl_bench", {})
-        self.images_seen = state.get("images_seen", 0)
+        if "views_seen" in state:
+            self.images_seen, self.views_seen = state["images_seen"], state["views_seen"]
+        else:  # checkpoints before views_seen existed counted views as images_seen; the steps give the samples
+            self.images_seen = checkpoint["global_step"] * self.cfg.batch_size
+            self.views_seen = state.get("images_seen", 0)
         self.time_before_resume = float(state.get("train_time_s", 0.0))
         done = checkpoint["global_step"] - checkpoint["epoch"] * self.steps_per_epoch
         if self.sampler is not None and 0 < done < self.steps_per_epoch:  # saved mid-epoch (SIGTERM, Ctrl-C)
@@ -209,11 +216,12 @@ class SSLModule(L.LightningModule):
 @dataclass
 class TrainResult:
     encoder: nn.Module
-    images_seen: int
+    images_seen: int   # training samples
     train_time_s: float
     epochs: int
     monitors: dict = field(default_factory=dict)          # last epoch's collapse metrics
     monitor_history: list = field(default_factory=list)
+    views_seen: int = 0  # augmented views (SimCLR: 2 per sample, DINO: 2 + local crops)
     collapsed: bool = False
     checkpoint: str | None = None
 
@@ -356,7 +364,8 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     history = monitor.history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
     return TrainResult(
-        encoder=method.encoder, images_seen=module.images_seen, train_time_s=module.train_time_s,
+        encoder=method.encoder, images_seen=module.images_seen, views_seen=module.views_seen,
+        train_time_s=module.train_time_s,
         epochs=trainer.current_epoch, monitors=monitors, monitor_history=history,
         collapsed=bool(history) and is_collapsed(history[-1]), checkpoint=str(last) if last.exists() else None,
     )

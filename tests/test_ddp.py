@@ -77,6 +77,7 @@ def _fit(method, rank: int, out_dir, name: str, port: int):
     labels = torch.arange(len(images)) % 3
     res = fit(method, images, labels, cfg, out_dir / f"{name}-rank{rank}", num_classes=3, progress=False)
     return {"encoder": {k: v.clone() for k, v in res.encoder.state_dict().items()}, "images_seen": res.images_seen,
+            "views_seen": res.views_seen,
             "monitors": res.monitors, "group_left": torch.distributed.is_initialized(),
             "checkpoint": res.checkpoint}
 
@@ -242,7 +243,8 @@ def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
     for k in params:
         assert torch.allclose(a["encoder"][k], b["encoder"][k], atol=1e-6), k
     views = 2 if name == "fit_simclr" else 4  # DINO: 2 global + 2 local crops
-    assert a["images_seen"] == b["images_seen"] == 2 * GLOBAL_BATCH * views  # counts the global batch
+    assert a["images_seen"] == b["images_seen"] == 2 * GLOBAL_BATCH  # counts the global batch
+    assert a["views_seen"] == b["views_seen"] == 2 * GLOBAL_BATCH * views
     assert a["monitors"] == b["monitors"] and a["monitors"]  # computed on gathered features: one decision
     assert not a["group_left"] and not b["group_left"]  # the process group fit made is gone after it
     assert a["checkpoint"] and not b["checkpoint"]  # rank 0 writes checkpoints
@@ -281,6 +283,6 @@ def test_run_benchmark_on_rank_above_zero_trains_but_owns_nothing(tmp_path, tiny
              join=True)
     rank0, rank1 = (torch.load(tmp_path / f"run{r}.pt", weights_only=False)["record"] for r in range(WORLD))
     assert rank0["status"] == "ok" and rank0["epochs"] == 1 and "knn_top1" in rank0["scores"]
-    assert rank0["images_seen"] == 2 * 16 * 4  # the global batch of 16, 72 images -> 4 steps, 2 views
+    assert rank0["images_seen"] == 16 * 4  # the global batch of 16, 72 images -> 4 steps (of 2 views each)
     assert len(list((tmp_path / "rank0" / "runs").glob("*/*/encoder.pt"))) == 1
     assert rank1 is None and not (tmp_path / "rank1").exists()
