@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from bench.console import one_line_warnings, out, print_table, rule
+from bench.console import one_line_warnings, out, print_table, rule, warn
 from bench.errors import BenchError, TrainingError
 
 
@@ -149,7 +149,8 @@ def _print_record(rec) -> None:
     s = rec.scores
     cells = "  ".join(f"{k}={v:.1f}" for k, v in s.items())
     out(f"{rec.method} seed {rec.seed} [{rec.status}]  {cells}  "
-        f"({rec.wall_time_s:.0f}s, {rec.images_seen} images, {rec.views_seen} views)  -> {rec.run_id}")
+        f"({rec.wall_time_s:.0f}s" + (f", {rec.images_seen} images, {rec.views_seen} views" if rec.origin == "trained"
+                                      else ", external encoder") + f")  -> {rec.run_id}")
 
 
 def _benchmark(args):
@@ -254,6 +255,29 @@ def cmd_probe(args) -> int:
     from bench.runner import probe_run
     rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
                     data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    _print_record(rec)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """A run folder (as ``bench probe``) or an external encoder (``--model``) scored with the benchmark's probes."""
+    if (args.run_dir is None) == (args.model is None):
+        raise BenchError("give a run folder or --model SPEC (not both)")
+    if args.run_dir is not None:
+        if args.weights or args.name or args.model_arg:
+            raise BenchError("--weights / --name / --model-arg go with --model, not with a run folder")
+        return cmd_probe(args)
+    from bench.scoring import evaluate
+    benchmark = _benchmark(args)
+    rec = evaluate(args.model, benchmark, weights=args.weights, results_dir=args.results, name=args.name,
+                   data_root=args.data_root, cache_dir=args.cache_dir, weights_key=args.weights_key,
+                   weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
+                   model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
+    for note in (rec.model.get("resampled"),):
+        if note:
+            out(f"note: {note}")
+    if not rec.model.get("tokens"):
+        warn("the model has no tokens: the attentive probe is skipped")
     _print_record(rec)
     return 0
 
@@ -476,11 +500,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="curves.png", help="output file: .png, .svg or .pdf (default: curves.png)")
     p.set_defaults(func=cmd_curves)
 
-    p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
+    p = sub.add_parser("probe", help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("eval", help="score any frozen encoder: a run folder, or --model SPEC [--weights PATH] "
+                                    "(timm / torchvision / local Hugging Face / your callable, any checkpoint layout)")
+    p.add_argument("run_dir", nargs="?", default=None, help="run folder written by `bench train` (instead of --model)")
+    p.add_argument("--model", default=None, metavar="SPEC", help="timm:NAME, torchvision:NAME, hf:PATH, "
+                   "module:callable or path/to/file.py:callable")
+    p.add_argument("--weights", default=None, metavar="PATH", help="weights file: a state_dict, a Lightning .ckpt, or "
+                   "an official DINO / DINOv2 / I-JEPA / V-JEPA / MAE / MoCo v3 training checkpoint (layout detected)")
+    p.add_argument("--weights-key", default=None, help="the checkpoint entry that holds the encoder (overrides detection)")
+    p.add_argument("--weights-prefix", default=None, help="key prefix to strip, e.g. module.backbone. (overrides "
+                   "detection)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument of the model (YAML value), e.g. --model-arg class_token=false")
+    p.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default: the model's)")
+    p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: the model's)")
+    p.add_argument("--name", default=None, help="label of the record and its leaderboard row (default: the SPEC)")
+    _add_data_opts(p)
+    p.add_argument("--results", default="results", help="folder of run records")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plan", help="push-plan-v1: train (or reuse) action-conditioned world models on a frozen "
                                     "encoder and on pixels, plan goal images with CEM + MPC, write JSON + markdown")
