@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -154,10 +155,18 @@ def _print_record(rec) -> None:
 
 
 def _benchmark(args):
-    from bench.benchmarks import adhoc_benchmark, get_benchmark
-    if args.data:  # the base protocol defaults by modality: imagenette64-v1, or the latest moving-shapes for video
-        return adhoc_benchmark(args.data, base=args.benchmark)
-    return get_benchmark(args.benchmark or "imagenette64-v1")
+    from bench.benchmarks import benchmark_for
+    return benchmark_for(args.benchmark, args.data)
+
+
+def _data_options(args) -> list[str]:
+    """The data options given, as a command line takes them again (the probe hint, the SLURM requeue)."""
+    out: list[str] = []
+    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
+                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def cmd_run(args) -> int:
@@ -180,7 +189,8 @@ def cmd_train(args) -> int:
                         recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
                         data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     if run_dir is not None:  # None on a DDP rank > 0
-        out(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
+        probe = shlex.join(["bench", "probe", str(run_dir), *_data_options(args)])
+        out(f"trained encoder saved in {run_dir}  (evaluate: {probe})")
     return 0
 
 
@@ -378,12 +388,7 @@ def cmd_demo(args) -> int:
 def _resume_plan(args):
     """How the SLURM job continues this command after the time-limit warning: its data options, again."""
     from bench.slurm import ResumePlan
-    data: list[str] = []
-    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
-                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
-        if value is not None:
-            data += [flag, str(value)]
-    return ResumePlan(data=tuple(data), train_flags=("--no-progress",) if args.no_progress else (),
+    return ResumePlan(data=tuple(_data_options(args)), train_flags=("--no-progress",) if args.no_progress else (),
                       probe_results=str(args.results) if args.command == "run" else None,
                       top=("--debug",) if args.debug else ())
 

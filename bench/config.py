@@ -258,11 +258,13 @@ def budget_config(benchmark: Benchmark, method: str, recipe: str | None = None, 
 
 def run_config(benchmark: Benchmark, method: str | None = None, recipe: str | None = None,
                **overrides: Any) -> ResolvedConfig:
-    """``bench run`` / ``bench train``: the recipe given, else the one named like the method, then ``overrides``;
-    a method without a recipe (a plugin) trains with the benchmark's budget, as ``bench submit`` does."""
+    """``bench run`` / ``bench train``: the recipe given, else the one named like the method, then ``overrides``.
+    A method without a recipe (a plugin), or with a recipe that names no backbone (a plugin's recipe of optimiser
+    and hyper-parameters, like ``examples/vicreg.yaml``), trains with the benchmark's budget, as ``bench submit``
+    does (:func:`budget_config`)."""
     recipe = recipe or recipe_named_like(method)
     if recipe is None and not method:
         raise ConfigError("give --method (see `bench methods`) or --recipe (see recipes/)")
-    if recipe is None:
-        return budget_config(benchmark, method, None, **overrides)
+    if recipe is None or "backbone" not in load_recipe(recipe):
+        return budget_config(benchmark, method, recipe, **overrides)
     return resolve_config(recipe, ("options", {**overrides, "method": method}))

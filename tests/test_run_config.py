@@ -28,6 +28,11 @@ def test_a_method_without_a_recipe_trains_on_the_benchmark_budget():
     assert cfg.epochs == 3 and cfg.method == PLUGIN and resolved.recipe is None
     assert cfg == budget_config(bench, PLUGIN, None, epochs=3).config  # the rule `bench submit` uses
     assert resolved.sources["backbone"] == f"{BID} budget" and resolved.sources["epochs"] == "options"
+    # a plugin's recipe that names no backbone (optimiser, hyper-parameters) goes on the budget too
+    plugin_recipe = str(Path(PLUGIN).with_suffix(".yaml"))
+    with_recipe = run_config(bench, PLUGIN, plugin_recipe)
+    assert with_recipe.config == budget_config(bench, PLUGIN, plugin_recipe).config
+    assert (with_recipe.config.backbone_kwargs, with_recipe.config.weight_decay) == ({"stem": "small"}, 1e-4)
     # a method with a recipe keeps its recipe's settings (not the budget)
     simclr = run_config(bench, "simclr")
     assert simclr.recipe == "simclr" and simclr.config == make_config("simclr")

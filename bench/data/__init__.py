@@ -92,6 +92,8 @@ def writable_data_root(data_root: str | Path | None = None) -> Path:
 def dataset_root(spec: str, data_root: str | Path | None = None, imagenet_root: str | Path | None = None) -> Path:
     """The folder holding a spec's ``<split>/<class>/<image>`` tree (ImageNet specs: the ImageNet root)."""
     if spec.startswith("imagefolder:"):
+        if not spec.split(":", 1)[1]:
+            raise DataError(f"dataset {spec!r} names no folder: use imagefolder:PATH")
         root = Path(spec.split(":", 1)[1]).expanduser()
         if not root.is_dir():
             raise DataError(f"dataset {spec!r}: folder {root} does not exist")

@@ -63,9 +63,8 @@ def _sync(device: torch.device) -> None:
 
 
 def train_config(opts: PerfOptions, epochs: int = 1) -> TrainConfig:
-    from bench.config import available_recipes, make_config
-    recipe = opts.method.replace("-", "_")
-    return make_config(recipe if recipe in available_recipes() else None, method=opts.method, backbone=opts.backbone,
+    from bench.config import make_config, recipe_named_like
+    return make_config(recipe_named_like(opts.method), method=opts.method, backbone=opts.backbone,
                        img_size=opts.img_size, batch_size=opts.batch_size, epochs=epochs, seed=opts.seed,
                        backbone_kwargs={"stem": opts.stem} if opts.stem else None, precision=opts.precision)
 
