@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +36,7 @@ from torch import nn
 from bench.augment import IMAGENET_MEAN, IMAGENET_STD
 from bench.checkpoints import load_weights
 from bench.errors import BenchError
+from bench.io import import_file
 
 #: layouts of official SSL training checkpoints: their models were trained on ImageNet-normalised images
 IMAGENET_LAYOUTS = {"dino", "dinov2", "jepa", "mae", "mocov3"}
@@ -180,11 +180,7 @@ def _callable(spec: str, kwargs: dict):
             path = Path(target).expanduser().resolve()
             if not path.is_file():
                 raise BenchError(f"--model {spec!r}: no file {path}")
-            mod_name = f"_bench_model_{abs(hash(str(path)))}"
-            loader = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[mod_name] = module
-            loader.loader.exec_module(module)
+            module = import_file(path, "_bench_model")
         else:
             module = importlib.import_module(target)
     except BenchError:
