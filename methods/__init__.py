@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
-import sys
 from difflib import get_close_matches
 from importlib.metadata import entry_points
 from pathlib import Path
