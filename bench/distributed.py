@@ -98,12 +98,11 @@ def all_true(flag: bool) -> bool:
 
 
 @torch.no_grad()
-def gather_uneven(x: torch.Tensor, with_start: bool = False):
+def gather_uneven(x: torch.Tensor) -> torch.Tensor:
     """(n_r, ...) on rank r -> (sum of n_r, ...) concatenated in rank order, no gradient; the n_r may differ
-    (padded to the largest for the collective, the padding dropped). Returned on ``x``'s device; with
-    ``with_start`` also where this rank's rows begin in it."""
+    (padded to the largest for the collective, the padding dropped). Returned on ``x``'s device."""
     if not is_distributed():
-        return (x, 0) if with_start else x
+        return x
     dev = _comm_device(x)
     sizes = torch.zeros(dist.get_world_size(), dtype=torch.long, device=dev)
     sizes[dist.get_rank()] = len(x)
@@ -113,8 +112,7 @@ def gather_uneven(x: torch.Tensor, with_start: bool = False):
     padded[:len(x)] = x
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
-    out = torch.cat([p[:n] for p, n in zip(parts, sizes)]).to(x.device)
-    return (out, sum(sizes[:dist.get_rank()])) if with_start else out
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)]).to(x.device)
 
 
 def shard_bounds(n: int) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collec
                            git_sha, new_run_id, write_record)
 from bench.runs import resume_info, run_lock
 from methods import get_method
+from methods.base import Method
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,15 +93,30 @@ def check_modality(cfg: TrainConfig, data: ImageData) -> None:
                               f"{tubelet}-frame x {patch} px tubelets; change tubelet / patch_size / img_size")
 
 
+def hyper_parameters(method_cls) -> list[str] | None:
+    """The keywords ``method_cls(backbone, **kw)`` takes, following a ``**kwargs`` on to the parent class's
+    ``__init__`` (ibot passes DINO's on); None when a ``**kwargs`` reaches ``Method`` (any keyword may be taken)."""
+    names: list[str] = []
+    for cls in method_cls.__mro__:
+        if cls is Method or not issubclass(cls, Method):
+            return None
+        if "__init__" in vars(cls):
+            params = inspect.signature(cls.__init__).parameters.values()
+            names += [p.name for p in params if p.name not in ("self", "backbone", *names)
+                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                return names
+    return None
+
+
 def check_config(cfg: TrainConfig):
     """What a config can be checked for without data or weights: the method resolves (a plugin file imports and
     honours the contract), the backbone is registered and takes its backbone_kwargs, the method takes its
     method_kwargs. Returns the method class."""
     method_cls = get_method(cfg.method)
     check_backbone(cfg.backbone, cfg.backbone_kwargs)
-    params = inspect.signature(method_cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        known = [n for n in params if n not in ("self", "backbone")]
+    known = hyper_parameters(method_cls)
+    if known is not None:
         for key in cfg.method_kwargs:
             if key not in known:
                 hint = difflib.get_close_matches(key, known, n=1)

@@ -14,8 +14,8 @@ from bench.io import import_file
 from methods.base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES = ("methods.simclr", "methods.barlow_twins", "methods.dino", "methods.ijepa", "methods.vjepa",
-                    "methods.naive_siamese", "methods.random_init")
+_BUILTIN_MODULES = ("methods.simclr", "methods.barlow_twins", "methods.dino", "methods.ibot", "methods.ijepa",
+                    "methods.vjepa", "methods.naive_siamese", "methods.random_init")
 ENTRY_POINT_GROUP = "ssl_bench.methods"
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from methods.barlow_twins import barlow_twins_loss
+from methods.losses import koleo_loss
 from methods.simclr import nt_xent_loss
 
 
@@ -64,3 +65,14 @@ def test_barlow_twins_zero_for_identical_decorrelated_views():
     h = torch.tensor([[1., 1.], [1., -1.], [-1., 1.], [-1., -1.]])
     assert barlow_twins_loss(h, h, 5e-3).item() == pytest.approx(0.0, abs=1e-4)
     assert barlow_twins_loss(h, -h, 5e-3).item() == pytest.approx(8.0, rel=1e-3)  # C = -I: 2 * (1 - -1)^2
+
+
+def test_koleo_loss_by_hand():
+    """-mean_i log(distance to the nearest other point), the points L2-normalised first (DINOv2's KoLeo)."""
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.3], [-1.0, -1.0]], dtype=torch.float64)
+    u = [row / math.sqrt(float((row ** 2).sum())) for row in x]
+    dist = [[math.sqrt(float(((a - b) ** 2).sum())) for b in u] for a in u]
+    expected = -sum(math.log(min(d for j, d in enumerate(row) if j != i) + 1e-8) for i, row in enumerate(dist)) / 4
+    assert koleo_loss(x).item() == pytest.approx(expected, rel=1e-5)
+    assert koleo_loss(x * 7.0).item() == pytest.approx(expected, rel=1e-5)        # scale-free: rows are normalised
+    assert koleo_loss(torch.eye(3)) < koleo_loss(x[:3])                             # spreading lowers it
