@@ -23,7 +23,7 @@ for m in ${PERF_METHODS-dino ijepa}; do timeout "${PERF_S:-90}" $BENCH perf --on
 echo "perf: $(( $(date +%s) - t0 )) s"; t0=$(date +%s)
 timeout -s TERM "${REF_S:-300}" $BENCH reference "${BENCHMARK:-imagenette64-v1}" --seeds "${SEEDS:-2}" --no-progress
 echo "reference: $(( $(date +%s) - t0 )) s"; t0=$(date +%s)
-for r in ${LONG_RECIPES-dino ijepa}; do
+for r in ${LONG_RECIPES-ibot ijepa}; do
   timeout -s TERM "${LONG_S:-120}" $BENCH run --recipe "$r" --epochs "${LONG_EPOCHS:-100}" --seed 0 --no-progress \
     --benchmark "${BENCHMARK:-imagenette64-v1}"
 done
