@@ -1,3 +1,23 @@
-"""ssl-bench: benchmark harness for self-supervised visual representation learning."""
+"""ssl-bench: benchmark harness for self-supervised visual representation learning.
+
+The public Python API (imported lazily, so ``import bench`` stays cheap)::
+
+    import bench
+    encoder = bench.load_encoder("timm:resnet18", weights="ckpt.pth")   # any encoder, any checkpoint layout
+    benchmark = bench.get_benchmark("imagenette-mini-v1")
+    record = bench.evaluate(encoder, benchmark, name="my-resnet", results_dir="results")   # probes -> a record
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+_API = {"load_encoder": "bench.external", "evaluate": "bench.scoring", "get_benchmark": "bench.benchmarks"}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -6,23 +6,32 @@ pooled (B, D) features and, for ViTs, ``tokens(x, keep=None)`` gives (B, N, D) p
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import timm
 import torch
+from timm.models.resnet import ResNet
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bench.errors import ConfigError
 
 _BACKBONES: dict[str, Callable[..., "Backbone"]] = {}
 _VIDEO_BACKBONES: set[str] = set()
+#: name -> (family, the keyword options its factory takes, or None: any)
+_FAMILIES: dict[str, tuple[str, frozenset[str] | None]] = {}
 
 
-def register_backbone(name: str, video: bool = False):
-    """Register a backbone factory; ``video=True`` for one that takes clips (B, T, 3, H, W)."""
+def register_backbone(name: str, video: bool = False, family: str | None = None,
+                      options: frozenset[str] | None = None):
+    """Register a backbone factory; ``video=True`` for one that takes clips (B, T, 3, H, W). ``family`` (default:
+    the name) groups backbones that share options (``resnet``, ``vit``, ``video_vit``); ``options`` names the
+    ``backbone_kwargs`` the factory takes (None: not known)."""
     def deco(fn):
         _BACKBONES[name] = fn
         (_VIDEO_BACKBONES.add if video else _VIDEO_BACKBONES.discard)(name)
+        _FAMILIES[name] = (family or name, options)
         return fn
     return deco
 
@@ -34,6 +43,23 @@ def is_video_backbone(name: str) -> bool:
 
 def available_backbones() -> list[str]:
     return sorted(_BACKBONES)
+
+
+def backbone_family(name: str) -> str | None:
+    """``resnet`` | ``vit`` | ``video_vit`` (the registered family), None for an unknown name."""
+    return _FAMILIES[name][0] if name in _FAMILIES else None
+
+
+def backbone_options(name: str) -> frozenset[str] | None:
+    """The ``backbone_kwargs`` keys backbone ``name`` takes (its factory's own plus the timm model's), None when
+    unknown (an unregistered name, or a factory registered without ``options``)."""
+    return _FAMILIES[name][1] if name in _FAMILIES else None
+
+
+def _options(model_cls: type, own: tuple[str, ...], fixed: tuple[str, ...]) -> frozenset[str]:
+    """A factory's options: its own keywords plus the timm model class's, less those the factory sets itself."""
+    params = inspect.signature(model_cls.__init__).parameters
+    return frozenset(own) | frozenset(p for p in params if p not in ("self", *fixed))
 
 
 class Backbone(nn.Module):
@@ -181,11 +207,32 @@ def _video_vit(arch: str):
     return make
 
 
+_RESNET_OPTIONS = _options(ResNet, own=("stem",), fixed=("block", "layers", "num_classes"))
+_VIT_OPTIONS = _options(VisionTransformer, own=(), fixed=("img_size", "num_classes", "dynamic_img_size"))
+_VIDEO_VIT_OPTIONS = _options(VisionTransformer, own=("tubelet",),
+                              fixed=("img_size", "num_classes", "class_token", "global_pool", "pos_embed"))
 for _arch in ("resnet18", "resnet34", "resnet50"):
-    register_backbone(_arch)(_resnet(_arch))
+    register_backbone(_arch, family="resnet", options=_RESNET_OPTIONS)(_resnet(_arch))
 for _arch in ("vit_tiny_patch16_224", "vit_small_patch16_224"):
-    register_backbone(_arch.split("_patch")[0])(_vit(_arch))
-    register_backbone("video_" + _arch.split("_patch")[0], video=True)(_video_vit(_arch))
+    register_backbone(_arch.split("_patch")[0], family="vit", options=_VIT_OPTIONS)(_vit(_arch))
+    register_backbone("video_" + _arch.split("_patch")[0], video=True, family="video_vit",
+                      options=_VIDEO_VIT_OPTIONS)(_video_vit(_arch))
+
+
+def check_backbone(name: str, kwargs: dict | None = None) -> None:
+    """A ConfigError unless ``name`` is registered and takes every key of ``kwargs`` (its ``backbone_kwargs``);
+    nothing is built, so this runs before any data is loaded."""
+    from difflib import get_close_matches
+    if name not in _BACKBONES:
+        hint = get_close_matches(name, _BACKBONES, n=1)
+        raise ConfigError(f"unknown backbone {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; known: {', '.join(available_backbones())}")
+    options = backbone_options(name)
+    for key in kwargs or {}:
+        if options is not None and key not in options:
+            hint = get_close_matches(key, options, n=1)
+            raise ConfigError(f"backbone {name!r} ({backbone_family(name)}) takes no option {key!r} in backbone_kwargs"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
 
 
 def create_backbone(name: str, img_size: int = 32, **kw) -> Backbone:
@@ -193,11 +240,7 @@ def create_backbone(name: str, img_size: int = 32, **kw) -> Backbone:
 
     ResNets take ``stem=`` 'imagenet' | 'small' | 'cifar'; ViTs take ``patch_size=`` (default 4).
     """
-    if name not in _BACKBONES:
-        from difflib import get_close_matches
-        hint = get_close_matches(name, _BACKBONES, n=1)
-        raise ConfigError(f"unknown backbone {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                          + f"; known: {', '.join(available_backbones())}")
+    check_backbone(name, kw)
     try:
         return _BACKBONES[name](img_size=img_size, **kw)
     except TypeError as e:

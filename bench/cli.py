@@ -1,22 +1,19 @@
-"""The ``bench`` command: a thin layer over bench.runner, bench.leaderboard and the registries.
-Every BenchError becomes one red line and exit code 2 (add --debug for the traceback)."""
+"""The ``bench`` command: a thin layer over bench.runner, bench.leaderboard and the registries: it parses the
+options, passes them to the library as arguments and prints what comes back. Every BenchError becomes one red
+line and exit code 2 (add --debug for the traceback)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shlex
 import sys
-import time
 import warnings
 from pathlib import Path
 
+from bench.console import one_line_warnings, out, print_table, rule, warn
 from bench.errors import BenchError, TrainingError
-
-DEMO_METHODS = ("simclr", "barlow-twins")
-ALL_DEMO_METHODS = ("simclr", "barlow-twins", "random-vit", "dino", "ijepa")
-#: ViT methods cost 4-30x a resnet18 step on CPU: their demo budget in epochs (the rest use --epochs)
-DEMO_VIT_EPOCHS = {"dino": 3, "ijepa": 8}
 
 
 def _quiet_lightning() -> None:
@@ -24,11 +21,7 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(LeafSpec|litlogger|LitLogger|does not have many workers).*")
-
-
-def _console():
-    from rich.console import Console
-    return Console()
+    one_line_warnings()
 
 
 # ---------------------------------------------------------------- shared options
@@ -53,6 +46,8 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     """Options of the commands that train several runs and rewrite a leaderboard (submit, reference)."""
     p.add_argument("--data-root", default=None, help="folder holding named datasets (default: $BENCH_DATA_ROOT "
                    "or ../shared/datasets)")
+    p.add_argument("--imagenet-root", default=None, metavar="PATH",
+                   help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
@@ -89,16 +84,10 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
 
 
-def _config_from_args(args):
-    from bench.config import available_recipes, make_config
-
-    recipe = args.recipe
-    if recipe is None and args.method:
-        guess = args.method.replace("-", "_")
-        recipe = guess if guess in available_recipes() else None
-    if recipe is None and not args.method:
-        raise BenchError("give --method (see `bench methods`) or --recipe (see recipes/)")
-    overrides: dict = {"method": args.method, "backbone": args.backbone, "img_size": args.img_size,
+def _run_config(args, bench):
+    """The options as config overrides -> bench.config.run_config (recipe or the benchmark's budget, provenance)."""
+    from bench.config import run_config
+    overrides: dict = {"backbone": args.backbone, "img_size": args.img_size,
                        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                        "optimizer": args.optimizer, "seed": args.seed,
                        "stop_on_collapse": True if args.stop_on_collapse else None,
@@ -106,7 +95,19 @@ def _config_from_args(args):
                        "compile": True if args.compile else None}
     if args.stem:
         overrides["backbone_kwargs"] = {"stem": args.stem}
-    return make_config(recipe, **_set_overrides(args.set, overrides)), recipe
+    return run_config(bench, args.method, args.recipe, **_set_overrides(args.set, overrides))
+
+
+def _checked(resolved):
+    """Check the config without data (method, backbone options), then print its one-line summary and notes (on
+    rank 0 only: the DDP launcher starts this command again on every other rank)."""
+    from bench.distributed import is_worker_rank
+    from bench.runner import check_config
+    check_config(resolved.config)
+    if not is_worker_rank(resolved.config.world_size):
+        for line in (resolved.summary(), *resolved.notes()):
+            print(line, flush=True)
+    return resolved
 
 
 def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
@@ -131,100 +132,81 @@ def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
 # ---------------------------------------------------------------- commands
 def cmd_methods(args) -> int:
     from methods import available_methods
-    from rich.table import Table
-    table = Table("method", "views", "trainable", "defined in")
-    for name, cls in available_methods().items():
-        table.add_row(name, str(len(cls.views)), "yes" if cls.trainable else "no (baseline)", cls.__module__)
-    _console().print(table)
+    print_table(("method", "views", "trainable", "defined in"),
+                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__)
+                 for name, cls in available_methods().items()])
     return 0
 
 
 def cmd_benchmarks(args) -> int:
     from bench.benchmarks import available_benchmarks
-    from rich.table import Table
-    table = Table("benchmark", "data", "eval px", "headline", "description")
-    for b in available_benchmarks():
-        table.add_row(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
-                      str(b.img_size), b.headline, b.description)
-    _console().print(table)
+    print_table(("benchmark", "data", "eval px", "headline", "description"),
+                [(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
+                  b.img_size, b.headline, b.description) for b in available_benchmarks()])
     return 0
 
 
 def _print_record(rec) -> None:
     s = rec.scores
     cells = "  ".join(f"{k}={v:.1f}" for k, v in s.items())
-    _console().print(f"[bold]{rec.method}[/] seed {rec.seed} [{rec.status}]  {cells}  "
-                     f"({rec.wall_time_s:.0f}s, {rec.images_seen} views)  -> {rec.run_id}")
+    out(f"{rec.method} seed {rec.seed} [{rec.status}]  {cells}  "
+        f"({rec.wall_time_s:.0f}s" + (f", {rec.images_seen} images, {rec.views_seen} views" if rec.origin == "trained"
+                                      else ", external encoder") + f")  -> {rec.run_id}")
 
 
 def _benchmark(args):
-    from bench.benchmarks import adhoc_benchmark, get_benchmark
-    if args.data:  # the base protocol defaults by modality: imagenette64-v1, or the latest moving-shapes for video
-        return adhoc_benchmark(args.data, base=args.benchmark)
-    return get_benchmark(args.benchmark or "imagenette64-v1")
+    from bench.benchmarks import benchmark_for
+    return benchmark_for(args.benchmark, args.data)
 
 
-def _ddp_worker(args, cfg, bench, resume=None) -> int:
-    """A process of rank > 0 (started by Lightning's DDP launcher, srun or torchrun) trains in lock-step with
-    rank 0 but owns nothing: its run folder is temporary (a resumed run's run.json is copied and its checkpoints
-    linked in), it neither probes nor writes a record. Rank 0 writes the run folder, encoder and record."""
-    import shutil
-    import tempfile
-    from bench.runner import train_run
-    with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
-        if resume is not None:
-            run = Path(tmp) / "run"
-            run.mkdir()
-            shutil.copy2(Path(resume) / "run.json", run / "run.json")
-            if (Path(resume) / "checkpoints").is_dir():
-                (run / "checkpoints").symlink_to((Path(resume) / "checkpoints").resolve(), target_is_directory=True)
-            train_run(None, bench, resume=run, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
-        else:
-            train_run(cfg, bench, runs_dir=tmp, progress=False, data_root=args.data_root, cache_dir=args.cache_dir)
-    return 0
-
-
-def _is_ddp_worker(cfg) -> bool:
-    from bench.distributed import launch_rank
-    return (cfg is None or cfg.world_size > 1) and launch_rank() != 0
+def _data_options(args) -> list[str]:
+    """The data options given, as a command line takes them again (the probe hint, the SLURM requeue)."""
+    out: list[str] = []
+    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
+                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def cmd_run(args) -> int:
     from bench.runner import run_benchmark
-    cfg, recipe = _config_from_args(args)
     bench = _benchmark(args)
-    if _is_ddp_worker(cfg):
-        return _ddp_worker(args, cfg, bench)
-    rec = run_benchmark(cfg, bench, results_dir=args.results, runs_dir=args.runs_dir, recipe=recipe,
-                        progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
-    _print_record(rec)
+    resolved = _checked(_run_config(args, bench))
+    rec = run_benchmark(resolved.config, bench, results_dir=args.results, runs_dir=args.runs_dir,
+                        recipe=resolved.recipe, progress=not args.no_progress, data_root=args.data_root,
+                        cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    if rec is not None:  # None on a DDP rank > 0: rank 0 writes and prints the record
+        _print_record(rec)
     return 0
 
 
 def cmd_train(args) -> int:
     from bench.runner import train_run
-    cfg, recipe = (None, None) if args.resume else _config_from_args(args)
     bench = _benchmark(args)
-    if _is_ddp_worker(cfg):
-        return _ddp_worker(args, cfg, bench, resume=args.resume)
-    run_dir = train_run(cfg, bench, runs_dir=args.runs_dir, recipe=recipe, resume=args.resume,
-                        progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
-    _console().print(f"trained encoder saved in {run_dir}  (evaluate: bench probe {run_dir} --benchmark {bench.id})")
+    resolved = None if args.resume else _checked(_run_config(args, bench))
+    run_dir = train_run(resolved.config if resolved else None, bench, runs_dir=args.runs_dir,
+                        recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
+                        data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    if run_dir is not None:  # None on a DDP rank > 0
+        probe = shlex.join(["bench", "probe", str(run_dir), *_data_options(args)])
+        out(f"trained encoder saved in {run_dir}  (evaluate: {probe})")
     return 0
 
 
 def cmd_submit(args) -> int:
     from bench.benchmarks import get_benchmark
-    from bench.submit import submission_config, submit
+    from bench.config import budget_config
+    from bench.submit import submit
     bench = get_benchmark(args.benchmark)
-    cfg = submission_config(args.plugin, bench, args.recipe, epochs=args.epochs, **_set_overrides(args.set))
+    resolved = _checked(budget_config(bench, args.plugin, args.recipe, epochs=args.epochs, **_set_overrides(args.set)))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    records = submit(cfg, bench, seeds, results_dir=args.results, leaderboards_dir=args.leaderboards,
+    records = submit(resolved.config, bench, seeds, results_dir=args.results, leaderboards_dir=args.leaderboards,
                      runs_dir=args.runs_dir, recipe=args.recipe, progress=not args.no_progress,
-                     data_root=args.data_root, cache_dir=args.cache_dir)
+                     data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
     for rec in records:
         _print_record(rec)
-    _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+    out(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     return 0
 
 
@@ -242,11 +224,12 @@ def cmd_reference(args) -> int:
     if args.dry_run or not todo:
         return 0
     done, failed = run_missing(bench, todo, results_dir=args.results, runs_dir=args.runs_dir,
-                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir)
+                               progress=not args.no_progress, data_root=args.data_root, cache_dir=args.cache_dir,
+                               imagenet_root=args.imagenet_root)
     if done:
         from bench.leaderboard import FORMATS
         _publish_leaderboard(bench, args.results, args.leaderboards, FORMATS)
-        _console().print(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
+        out(f"leaderboard updated: {Path(args.leaderboards) / bench.id}")
     if failed:
         raise TrainingError(f"{len(failed)} reference run(s) failed ({', '.join(failed)}); {done} recorded")
     return 0
@@ -254,7 +237,6 @@ def cmd_reference(args) -> int:
 
 def cmd_runs(args) -> int:
     from itertools import groupby
-    from rich.table import Table
     from bench.runs import age, list_runs
     runs = [r for r in list_runs(args.runs_dir, args.results, args.benchmark) if not args.state or r.state in args.state]
     if not runs:
@@ -262,32 +244,50 @@ def cmd_runs(args) -> int:
               + (f" in state {', '.join(args.state)}" if args.state else ""))
         return 0
     colour = {"recorded": "green", "training": "cyan", "trained": "yellow", "interrupted": "yellow", "empty": "red"}
-    console = _console()
-    if not console.is_terminal:  # a log file or pipe: whole run ids rather than 80 columns
-        console.width = 160
     for bench_id, group in groupby(runs, key=lambda r: r.benchmark):
         group = list(group)
-        table = Table("run", "recipe", "seed", "state", "progress", "updated", title=bench_id, title_justify="left")
-        for r in group:
-            table.add_row(r.run_id, r.recipe, str(r.seed), f"[{colour[r.state]}]{r.state}[/]", r.progress,
-                          f"{age(r.updated)} ago")
-        console.print(table)
+        print_table(("run", "recipe", "seed", "state", "progress", "updated"),
+                    [(r.run_id, r.recipe, r.seed, f"[{colour[r.state]}]{r.state}[/]", r.progress,
+                      f"{age(r.updated)} ago") for r in group], title=bench_id)
         for r in group:
             if r.state != "recorded":
-                console.print(f"  {r.run_id} ({r.state}): {r.detail}", highlight=False, soft_wrap=True)
+                out(f"  {r.run_id} ({r.state}): {r.detail}")
     return 0
 
 
 def cmd_curves(args) -> int:
     from bench.curves import plot_curves
-    _console().print(f"written: {plot_curves(args.run_dirs, args.out)}")
+    out(f"written: {plot_curves(args.run_dirs, args.out)}")
     return 0
 
 
 def cmd_probe(args) -> int:
     from bench.runner import probe_run
     rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
-                    data_root=args.data_root, cache_dir=args.cache_dir)
+                    data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    _print_record(rec)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """A run folder (as ``bench probe``) or an external encoder (``--model``) scored with the benchmark's probes."""
+    if (args.run_dir is None) == (args.model is None):
+        raise BenchError("give a run folder or --model SPEC (not both)")
+    if args.run_dir is not None:
+        if args.weights or args.name or args.model_arg:
+            raise BenchError("--weights / --name / --model-arg go with --model, not with a run folder")
+        return cmd_probe(args)
+    from bench.scoring import evaluate
+    benchmark = _benchmark(args)
+    rec = evaluate(args.model, benchmark, weights=args.weights, results_dir=args.results, name=args.name,
+                   data_root=args.data_root, cache_dir=args.cache_dir, weights_key=args.weights_key,
+                   weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
+                   model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
+    for note in (rec.model.get("resampled"),):
+        if note:
+            out(f"note: {note}")
+    if not rec.model.get("tokens"):
+        warn("the model has no tokens: the attentive probe is skipped")
     _print_record(rec)
     return 0
 
@@ -311,7 +311,7 @@ def cmd_leaderboard(args) -> int:
             raise
         bench = args.benchmark
     paths = _publish_leaderboard(bench, args.results, args.out, tuple(args.format), args.standalone)
-    _console().print("written: " + ", ".join(str(p) for p in paths))
+    out("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -323,7 +323,7 @@ def cmd_table(args) -> int:
     texts, paths = write_table(spec, results=args.results, output=args.out)
     print(texts["md"] if "md" in texts else texts["tex"])
     if paths:
-        _console().print("written: " + ", ".join(str(p) for p in paths))
+        out("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -337,16 +337,14 @@ def cmd_perf(args) -> int:
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
-    console = _console()
-    report = run_perf(opts, sections, log=lambda msg: console.print(f"[dim]{msg}[/]"))
-    console.print(perf_table(report))
-    console.print(f"report written to {write_report(report, args.out)}")
+    report = run_perf(opts, sections, log=lambda msg: out(msg, style="dim"))
+    print_table(**perf_table(report))
+    out(f"report written to {write_report(report, args.out)}")
     return 0
 
 
 def cmd_plan(args) -> int:
     """Train or load the pixel and embedding world models, plan the push-plan-v1 tasks, write JSON + markdown."""
-    from rich.table import Table
     from bench.data import default_cache_dir
     from bench.world_model.encoders import PixelFrameEncoder, load_frame_encoder
     from bench.world_model.planning import (PLAN_COLUMNS, make_configs, parse_planners, plan_rows,
@@ -356,50 +354,79 @@ def cmd_plan(args) -> int:
     methods = parse_planners(args.methods)
     plan_cfg, wm_cfg = make_configs(_set_overrides(args.set))
     encoder = load_frame_encoder(args.encoder, seed=args.seed)
-    console = _console()
     result = run_planning_benchmark(encoder, PixelFrameEncoder(), wm_cfg, plan_cfg, episodes=args.episodes,
                                     seed=args.seed, models_dir=args.models_dir,
                                     cache_dir=args.cache_dir or default_cache_dir(), methods=methods,
                                     retrain=args.retrain, progress=not args.no_progress,
-                                    log=lambda msg: console.print(f"[dim]{msg}[/]"))
-    table = Table(*PLAN_COLUMNS, title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
-    for row in plan_rows(result):
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
+                                    log=lambda msg: out(msg, style="dim"))
+    print_table(PLAN_COLUMNS, plan_rows(result), title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
+    out(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
     return 0
 
 
 def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
-    from bench.config import load_recipe, make_config
-    from bench.runner import load_benchmark_data, run_benchmark
+    from bench.demo import demo_methods, demo_runs, run_demo
 
-    console = _console()
     bench = get_benchmark(args.benchmark)
-    start = time.perf_counter()
-    data = load_benchmark_data(bench, cache_dir=args.cache_dir)
-    console.print(f"[bold]ssl-bench demo[/] on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
-                  f"{len(data.train.classes)} classes, {bench.img_size} px")
-    results, runs = Path(args.out) / "results", Path(args.out) / "runs"
-    methods = list(ALL_DEMO_METHODS) if args.methods == "all" else \
-        [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name in ["random", *methods]:
-        recipe = name.replace("-", "_")
-        base = load_recipe(recipe)
-        cnn = base.get("backbone", "resnet18").startswith("resnet")
-        epochs = 0 if name.startswith("random") else args.epochs or DEMO_VIT_EPOCHS.get(name, 15)
-        cfg = make_config(recipe, epochs=epochs, seed=args.seed, img_size=bench.img_size,
-                          backbone_kwargs={"stem": args.stem} if cnn else None)
-        console.rule(f"{name} ({cfg.epochs} epochs)")
-        rec = run_benchmark(cfg, bench, results_dir=results, runs_dir=runs, recipe=recipe, data=data,
-                            progress=not args.no_progress, cache_dir=args.cache_dir)
-        _print_record(rec)
-    console.rule("leaderboard")
+    runs = demo_runs(bench, demo_methods(args.methods), epochs=args.epochs, seed=args.seed, stem=args.stem)
+    _, seconds = run_demo(
+        bench, runs, out=args.out, progress=not args.no_progress, cache_dir=args.cache_dir,
+        on_data=lambda data: out(
+            f"ssl-bench demo on {bench.id}: {len(data.train)} train / {len(data.eval)} val images, "
+            f"{len(data.train.classes)} classes, {bench.img_size} px"),
+        on_run=lambda run: rule(f"{run.name} ({run.config.epochs} epochs)"),
+        on_record=_print_record)
+    rule("leaderboard")
+    results = Path(args.out) / "results"
     _publish_leaderboard(bench, results, Path(args.out) / "leaderboards", ("md", "csv"))
-    console.print(f"demo finished in {time.perf_counter() - start:.0f} s; records under {results}")
+    out(f"demo finished in {seconds:.0f} s; records under {results}")
     return 0
+
+
+def _resume_plan(args):
+    """How the SLURM job continues this command after the time-limit warning: its data options, again."""
+    from bench.slurm import ResumePlan
+    return ResumePlan(data=tuple(_data_options(args)), train_flags=("--no-progress",) if args.no_progress else (),
+                      probe_results=str(args.results) if args.command == "run" else None,
+                      top=("--debug",) if args.debug else ())
+
+
+def slurm_job(argv: list[str]):
+    """The bench.slurm.SlurmJob that runs the ``bench`` command line ``argv`` (``--slurm`` dropped) with this
+    module's ``main`` and continues it with ``train --resume`` after the time-limit warning."""
+    from bench.slurm import SlurmJob, strip_slurm_flag
+    argv = strip_slurm_flag(argv)
+    return SlurmJob([argv], main, _resume_plan(build_parser().parse_args(argv)))
+
+
+def _submit_to_slurm(args, argv: list[str]) -> int:
+    """Queue this very command line (minus --slurm); its config is built and checked here, before queueing."""
+    from bench.runner import check_config
+    from bench.runs import resume_info
+    from bench.slurm import job_name, parse_spec, strip_slurm_flag, submit_job
+    spec = parse_spec(args.slurm)
+    argv = strip_slurm_flag(argv)
+    if getattr(args, "resume", None):
+        config = resume_info(args.resume)["config"]
+        devices, nodes = int(config.get("devices", 1)), int(config.get("num_nodes", 1))
+    else:
+        if spec.gpus_per_node and args.devices is None:  # one process per GPU
+            args = argparse.Namespace(**{**vars(args), "devices": spec.gpus_per_node})
+            argv = [*argv, "--devices", str(spec.gpus_per_node)]
+        resolved = _run_config(args, _benchmark(args))
+        check_config(resolved.config)
+        devices, nodes = resolved.config.devices, resolved.config.num_nodes
+    return submit_job(slurm_job(argv), spec, devices=devices, nodes=nodes, folder=Path(args.runs_dir) / "slurm",
+                      name=job_name(args.command, getattr(args, "method", None)))
+
+
+def cmd_data_prepare(args) -> int:
+    from bench.data.prepare import prepare_imagenette64
+    result = prepare_imagenette64(args.source, args.data_root, force=args.force, progress=not args.no_progress)
+    print("\n".join(result.summary()))
+    return 0 if result.reproduced else 1
 
 
 # ---------------------------------------------------------------- parser
@@ -408,13 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "build versioned leaderboards.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from bench.demo import ALL_DEMO_METHODS, DEMO_EPOCHS, DEMO_METHODS, DEMO_VIT_EPOCHS
 
     p = sub.add_parser("demo", help="train SimCLR + Barlow Twins briefly on the embedded data and print a leaderboard")
     p.add_argument("--benchmark", default="imagenette-mini-v1", help="benchmark to run the demo on")
     p.add_argument("--methods", default=",".join(DEMO_METHODS),
                    help=f"comma-separated methods (each needs a recipe), or 'all' = {','.join(ALL_DEMO_METHODS)}")
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs per method (default: 15, ViTs {DEMO_VIT_EPOCHS})")
+                   help=f"training epochs per method (default: {DEMO_EPOCHS}, ViTs {DEMO_VIT_EPOCHS})")
     p.add_argument("--stem", default="imagenet", choices=["imagenet", "small", "cifar"], help="ResNet stem for the demo")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--out", default="bench-demo", help="folder for the demo's results, runs and leaderboards")
@@ -477,11 +505,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="curves.png", help="output file: .png, .svg or .pdf (default: curves.png)")
     p.set_defaults(func=cmd_curves)
 
-    p = sub.add_parser("probe", aliases=["eval"], help="probe a trained run folder's frozen encoder and write its record")
+    p = sub.add_parser("probe", help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("eval", help="score any frozen encoder: a run folder, or --model SPEC [--weights PATH] "
+                                    "(timm / torchvision / local Hugging Face / your callable, any checkpoint layout)")
+    p.add_argument("run_dir", nargs="?", default=None, help="run folder written by `bench train` (instead of --model)")
+    p.add_argument("--model", default=None, metavar="SPEC", help="timm:NAME, torchvision:NAME, hf:PATH, "
+                   "module:callable or path/to/file.py:callable")
+    p.add_argument("--weights", default=None, metavar="PATH", help="weights file: a state_dict, a Lightning .ckpt, or "
+                   "an official DINO / DINOv2 / I-JEPA / V-JEPA / MAE / MoCo v3 training checkpoint (layout detected)")
+    p.add_argument("--weights-key", default=None, help="the checkpoint entry that holds the encoder (overrides detection)")
+    p.add_argument("--weights-prefix", default=None, help="key prefix to strip, e.g. module.backbone. (overrides "
+                   "detection)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument of the model (YAML value), e.g. --model-arg class_token=false")
+    p.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default: the model's)")
+    p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: the model's)")
+    p.add_argument("--name", default=None, help="label of the record and its leaderboard row (default: the SPEC)")
+    _add_data_opts(p)
+    p.add_argument("--results", default="results", help="folder of run records")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plan", help="push-plan-v1: train (or reuse) action-conditioned world models on a frozen "
                                     "encoder and on pixels, plan goal images with CEM + MPC, write JSON + markdown")
@@ -504,6 +551,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="frame-embedding cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
     p.add_argument("--no-progress", action="store_true", help="no training progress lines")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("data", help="named datasets: `bench data prepare imagenette64 SOURCE` rebuilds one from its "
+                                    "public source")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data_sub.add_parser("prepare", help="rebuild a named dataset under the data root from its public source and "
+                                            "check it against the shipped manifest (exit 1: written, but not the "
+                                            "benchmark's bytes)")
+    p.add_argument("dataset", choices=["imagenette64"], help="the dataset to rebuild")
+    p.add_argument("source", help="imagenette64: the folder `git clone https://github.com/thunderInfy/imagenette` "
+                                  "gives (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG), or its train or val folder")
+    p.add_argument("--data-root", default=None, help="where to write DATASET/ (default: $BENCH_DATA_ROOT or "
+                   "../shared/datasets, where the other commands look)")
+    p.add_argument("--force", action="store_true", help="replace an existing DATA_ROOT/DATASET")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
@@ -559,18 +621,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_lightning()
-    if getattr(args, "imagenet_root", None):  # read by bench.data.imagenet wherever a split is loaded
-        os.environ["BENCH_IMAGENET_ROOT"] = str(Path(args.imagenet_root).expanduser().resolve())
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
-            from bench.slurm import submit_command
-            return submit_command(args, sys.argv[1:] if argv is None else list(argv))
+            return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
         return args.func(args)
     except BenchError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `bench runs | head`: the reader left; stop quietly, as Unix tools do (128 + SIGPIPE)
+        try:  # nothing more reaches the closed pipe, so Python's flush at exit raises nothing either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except OSError as e:  # disk full, permissions, ... anywhere: one line naming the file
         if args.debug:
             raise

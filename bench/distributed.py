@@ -42,6 +42,12 @@ def launch_rank() -> int:
     return 0 if local == 0 and node == 0 else 1 + local + node  # only "0 or not" is meaningful here
 
 
+def is_worker_rank(world_size: int) -> bool:
+    """True in a process of rank > 0 (as its launcher announced it) of a run of ``world_size`` > 1 processes: it
+    trains in lock-step with rank 0, which alone owns the run folder, the encoder and the record."""
+    return world_size > 1 and launch_rank() != 0
+
+
 def _comm_device(x: torch.Tensor) -> torch.device:
     # NCCL moves CUDA tensors only; gloo both
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else x.device

@@ -60,3 +60,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def import_file(path: Path, prefix: str):
+    """Import a Python file as a fresh module named ``<prefix>_<stem>_<hash of its path>`` (registered in
+    sys.modules while it runs, removed again if it raises)."""
+    import importlib.util
+    import sys
+    path = Path(path).resolve()
+    name = f"{prefix}_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

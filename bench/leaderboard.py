@@ -16,19 +16,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.cells import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, headline_of, score_keys, tex_document,
+                         tex_escape)
 from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
-from bench.records import RunRecord, config_hash, load_records
+from bench.records import Erratum, RunRecord, config_hash, load_errata, load_records
 
-__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "render_leaderboard", "save_leaderboard",
-           "t_quantile_975", "write_leaderboard",
-           # cell formatting shared with bench.leaderboard_html and bench.tables
-           "fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "headline_of", "score_keys",
-           "tex_document", "tex_escape"]
+__all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "csv_safe", "dedupe_records", "leaderboard_from_results",
+           "md_cell", "method_label", "render_leaderboard", "save_leaderboard", "t_quantile_975", "write_leaderboard"]
 
 FORMATS = ("md", "csv", "tex", "html")
-_KEYS = ["method", "backbone", "recipe", "config"]
+_KEYS = ["method", "backbone", "recipe", "config", "data"]
 
 #: t_{0.975, df} for df = 1..30 (two-sided 95%); beyond 30 the normal quantile 1.96 is used
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -61,38 +60,72 @@ def _hardware(hw: dict) -> str:
     return ""
 
 
-def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str = "linear_top1") -> pd.DataFrame:
-    """One row per setup: ``rank, method, backbone, recipe, config, n, status, <score>_mean, <score>_std,
+#: per method, the config terms that add another paper's objective to it (weight > 0): a row's label names them,
+#: so a row says what trained it (DINO with iBOT's masked-patch term and KoLeo is not plain DINO)
+ADDED_TERMS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "dino": ((("patch_loss_weight",), "iBOT"), (("koleo_weight",), "KoLeo")),
+    "ibot": ((("koleo_weight",), "KoLeo"),),
+    "ijepa": ((("var_weight", "cov_weight"), "C-JEPA var/cov"),),
+    "vjepa": ((("var_weight", "cov_weight"), "C-JEPA var/cov"),),
+}
+
+
+def method_label(method: str, config: dict) -> str:
+    """The method's name plus the objectives its config adds: ``dino + iBOT + KoLeo``, ``vjepa + C-JEPA var/cov``."""
+    kwargs = config.get("method_kwargs") or {}
+    added = [name for keys, name in ADDED_TERMS.get(method, ())
+             if any(isinstance(kwargs.get(k), (int, float)) and kwargs[k] > 0 for k in keys)]
+    return " + ".join([method, *added])
+
+
+def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str = "linear_top1",
+                      errata: dict[str, Erratum] | None = None) -> pd.DataFrame:
+    """One row per setup: ``rank, method, label, backbone, recipe, config, n, status, <score>_mean, <score>_std,
     <score>_ci95, ..., params, images_seen, wall_time_s, hardware, run_ids``; sorted by the headline mean
     (descending). std uses ddof=1; ci95 is the Student-t half-width (both NaN for n=1). ``df.attrs["headline"]``
-    names the headline score; ``run_ids`` is space-separated."""
-    recs = [r for r in records if r.benchmark.id == benchmark_id]
+    names the headline score; ``run_ids`` is space-separated; ``label`` is :func:`method_label`.
+    Runs with an ``exclude`` erratum are left out; ``df.attrs["errata"]`` lists one line per erratum that touches
+    the benchmark's records."""
+    errata = errata or {}
+    touched = {r.run_id: errata[r.run_id] for r in records if r.benchmark.id == benchmark_id and r.run_id in errata}
+    recs = [r for r in records if r.benchmark.id == benchmark_id and not (r.run_id in touched
+                                                                         and touched[r.run_id].exclude)]
     hashes = {r.benchmark.spec_hash for r in recs if r.benchmark.spec_hash}
     if len(hashes) > 1:
         raise BenchError(f"records of {benchmark_id} were made with different benchmark specs "
                          f"(spec_hash {', '.join(sorted(hashes))}); they cannot share a leaderboard")
-    rows = [{"method": r.method, "backbone": r.backbone, "recipe": recipe_label(r.recipe) or "",
+    recs, notes = dedupe_records([r for r in recs if r.status != "failed"])
+    fingerprints = sorted({r.data.fingerprint for r in recs})
+    if len(fingerprints) > 1:
+        notes.append(f"the records were made on {len(fingerprints)} different data sets (fingerprints "
+                     f"{', '.join(f[:8] for f in fingerprints)}): each is its own row, never averaged (data column)")
+    rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone,
+             "recipe": recipe_label(r.recipe) or "",
              "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
-             "run_id": r.run_id,
+             "run_id": r.run_id, "data": r.data.fingerprint[:8],
              **{f"score:{k}": v for k, v in r.scores.items()}}
-            for r in recs if r.status != "failed"]
+            for r in recs]
     scores = sorted({c[6:] for row in rows for c in row if c.startswith("score:")},
                     key=lambda k: (k != headline, not k.endswith("_top1"), k))  # headline, top-1s, rest
     if headline not in scores:
         scores.insert(0, headline)
-    columns = ["rank", *_KEYS, "n", "status"] + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
+    columns = ["rank", "method", "label", *_KEYS[1:], "n", "status"] \
+        + [f"{k}_{s}" for k in scores for s in ("mean", "std", "ci95")] \
         + ["params", "images_seen", "wall_time_s", "hardware", "run_ids"]
+    attrs = dict(headline=headline, notes=notes, many_data=len(fingerprints) > 1,
+                 errata=[f"{', '.join(ids)}: {e.note}" + (" (left out of the means)" if e.exclude else "")
+                         for e, ids in _group_errata(touched)])
     if not rows:
         df = pd.DataFrame(columns=columns)
-        df.attrs["headline"] = headline
+        df.attrs.update(attrs)
         return df
     raw = pd.DataFrame(rows)
     out = []
     for key, g in raw.groupby(_KEYS, sort=False, dropna=False):
-        row = dict(zip(_KEYS, key), n=len(g), wall_time_s=g["wall_time_s"].mean(),
-                   images_seen=g["images_seen"].mean(), params=g["params"].dropna().max(),
+        row = dict(zip(_KEYS, key), label=g["label"].iloc[0], n=len(g), wall_time_s=g["wall_time_s"].mean(),
+                   images_seen=pd.to_numeric(g["images_seen"]).mean(), params=g["params"].dropna().max(),
                    hardware="; ".join(dict.fromkeys(h for hs in g["hardware"] for h in hs if h)),
                    run_ids=" ".join(g["run_id"]),
                    status=f"collapsed {int(g['collapsed'].sum())}/{len(g)}" if g["collapsed"].any() else "ok")
@@ -104,77 +137,72 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     df = pd.DataFrame(out).sort_values(f"{headline}_mean", ascending=False, na_position="last", kind="stable")
     df["rank"] = df[f"{headline}_mean"].rank(ascending=False, method="min").astype("Int64")
     df = df.reset_index(drop=True)[columns]
-    df.attrs["headline"] = headline
+    df.attrs.update(attrs)
     return df
 
 
-# ---------------------------------------------------------------- cell formatting (shared with bench.tables)
-def score_keys(df: pd.DataFrame) -> list[str]:
-    """The score names of a built leaderboard, headline first."""
-    return [c[:-5] for c in df.columns if c.endswith("_mean")]
+def dedupe_records(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Each run counts once: a run_id found in several files is kept once, and runs of the same config and
+    seed on the same data (a copied or re-probed record) are one seed, not several - the latest is kept.
+    Returns the kept records and one note per duplicate group."""
+    notes: list[str] = []
+    by_id: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.run_id, []).append(r)
+    for run_id, group in by_id.items():
+        if len(group) > 1:
+            notes.append(f"run {run_id} is in {len(group)} record files: counted once")
+    by_seed: dict[tuple, list[RunRecord]] = {}
+    for group in by_id.values():
+        r = group[0]
+        key = (r.method, r.backbone, recipe_label(r.recipe), r.config_hash, r.seed, r.data.fingerprint)
+        by_seed.setdefault(key, []).append(r)
+    kept = []
+    for (method, _, _, _, seed, _), group in by_seed.items():
+        group.sort(key=lambda r: (r.created_at, r.run_id))
+        kept.append(group[-1])
+        if len(group) > 1:
+            notes.append(f"{', '.join(r.run_id for r in group)} are one run of {method} seed {seed} (same config and "
+                         f"data), not {len(group)} seeds: kept the latest, {group[-1].run_id}")
+    order = {id(r): i for i, r in enumerate(records)}
+    return sorted(kept, key=lambda r: order[id(r)]), notes
 
 
-def headline_of(df: pd.DataFrame) -> str:
-    keys = score_keys(df)
-    return df.attrs.get("headline") or (keys[0] if keys else "linear_top1")
+def _group_errata(touched: dict[str, Erratum]) -> list[tuple[Erratum, list[str]]]:
+    groups: dict[int, tuple[Erratum, list[str]]] = {}
+    for run_id, e in sorted(touched.items()):
+        groups.setdefault(id(e), (e, []))[1].append(run_id)
+    return list(groups.values())
 
 
-def fmt_pm(mean: float, std: float, pm: str = " ± ", digits: int = 1) -> str:
-    """``72.0 ± 2.0``; ``75.0`` when std is NaN (one seed); ``–`` when there is no score."""
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f}{pm}{std:.{digits}f}"
+def md_cell(text: str) -> str:
+    """A markdown table cell: ``|`` escaped, line breaks folded into spaces."""
+    return " ".join(str(text).replace("|", "\\|").split())
 
 
-def fmt_ci(h: float, digits: int = 1) -> str:
-    return "–" if pd.isna(h) else f"±{h:.{digits}f}"
-
-
-def fmt_params(p: float) -> str:
-    """``11.2M`` / ``850k``; ``–`` when unknown."""
-    if pd.isna(p):
-        return "–"
-    return f"{p / 1e6:.1f}M" if p >= 1e6 else f"{p / 1e3:.0f}k"
-
-
-def fmt_duration(s: float) -> str:
-    """``45 s``, ``32 min``, ``1.5 h``."""
-    if pd.isna(s):
-        return "–"
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def fmt_count(x: float) -> str:
-    return "–" if pd.isna(x) else f"{x:,.0f}"
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "±": r"$\pm$"}
-
-
-def tex_escape(s: str) -> str:
-    return "".join(_TEX.get(c, c) for c in str(s))
-
-
-def tex_document(body: str) -> str:
-    """Wrap a ``table`` (or ``tabular``) in a document pdflatex compiles with texlive-latex-base +
-    texlive-latex-recommended (article, landscape, booktabs, graphicx)."""
-    return "\n".join([r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
-                      r"\usepackage[landscape,margin=1cm]{geometry}", r"\usepackage{booktabs}",
-                      r"\usepackage{graphicx}",
-                      r"\pagestyle{empty}", r"\begin{document}", body.rstrip("\n"), r"\end{document}", ""])
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells starting with ``= + - @`` (or a tab / carriage return) get a leading ``'``, so a spreadsheet
+    shows them as text instead of running them as formulas (OWASP's CSV-injection advice)."""
+    def cell(v):
+        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(cell)
+    return out
 
 
 def _cells(df: pd.DataFrame, tex: bool) -> tuple[list[str], list[list[str]]]:
     keys, headline = score_keys(df), headline_of(df)
     esc = tex_escape if tex else str
-    header = ["rank", "method", "backbone", "recipe", "config", *keys, f"95% CI ({headline})", "n",
-              "params", "images seen", "wall time", "hardware", "status"]
+    many_data = bool(df.attrs.get("many_data"))
+    header = ["rank", "method", "backbone", "recipe", "config", *(["data"] if many_data else []), *keys,
+              f"95% CI ({headline})", "n", "params", "images seen", "wall time", "hardware", "status"]
     best = {k: df[f"{k}_mean"].max() for k in keys}
     rows = []
     for _, r in df.iterrows():
-        text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r["method"], r["backbone"],
-                r["recipe"] or "–", r["config"]]
+        text = [str(r["rank"]) if not pd.isna(r["rank"]) else "–", r.get("label") or r["method"], r["backbone"],
+                r["recipe"] or "–", r["config"], *([r["data"]] if many_data else [])]
         scores = []
         for k in keys:
             c = esc(fmt_pm(r[f"{k}_mean"], r[f"{k}_std"]))
@@ -194,7 +222,7 @@ def _tex_table(df: pd.DataFrame, title: str | None, fit: bool = False) -> str:
     if title:
         lines.append(rf"\caption{{{tex_escape(title)}}}")
     n_scores = len(score_keys(df))
-    spec = "l" * 5 + "r" * (n_scores + 5) + "ll"
+    spec = "l" * (6 if df.attrs.get("many_data") else 5) + "r" * (n_scores + 5) + "ll"
     if fit:
         lines.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
@@ -230,14 +258,19 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
     (booktabs, best mean per score column in bold; ``standalone=True`` gives a compilable document) or ``html``
     (a self-contained page, see bench.leaderboard_html; ``records`` / ``record_href`` add per-run details)."""
     if fmt == "csv":
-        return df.to_csv(index=False)
+        return csv_safe(df).to_csv(index=False)
     if fmt == "md":
         header, rows = _cells(df, tex=False)
+        rows = [[md_cell(c) for c in r] for r in rows]
         lines = [f"## {title}", ""] if title else []
         lines += [f"Cells: mean ± std over n seeds, best **bold**; 95% CI half-width t(0.975, n-1) * std / sqrt(n) "
                   f"for {headline_of(df)}; ranked by {headline_of(df)}.", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if df.attrs.get("notes"):
+            lines += ["", "Notes:", "", *(f"- {n}" for n in df.attrs["notes"])]
+        if df.attrs.get("errata"):
+            lines += ["", "Errata (results/errata.yaml):", "", *(f"- {n}" for n in df.attrs["errata"])]
         if notes:
             lines += ["", "Selected at an edge of the protocol's probe grid (the best value may lie outside it; "
                       "the next benchmark version should widen the grid):", "", *(f"- {n}" for n in notes)]
@@ -270,27 +303,35 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
         rel = os.path.relpath(Path(results_dir) / benchmark_id, folder)
         extra = {"records": records,
                  "record_href": {r.run_id: Path(rel, f"{r.run_id}.json").as_posix() for r in records}}
-    return [atomic_write_text(folder / f"leaderboard.{fmt}",
-                              render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes,
-                                                 **extra))
-            for fmt in formats]
+    texts = {fmt: render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes, **extra)
+             for fmt in formats}  # every format rendered before any is written: all or none
+    return [atomic_write_text(folder / f"leaderboard.{fmt}", text) for fmt, text in texts.items()]
 
 
-def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: tuple[str, ...] = ("md", "csv", "tex"),
-                      standalone: bool = False) -> tuple[pd.DataFrame, list[Path]]:
-    """Read the benchmark's records from ``results_dir`` (once), refuse any its spec or data fingerprint
-    disowns (:func:`bench.benchmarks.check_records`), then build the table (ranked by the benchmark's headline)
-    and write ``out_dir/<id>/leaderboard.<fmt>``. ``benchmark`` is a :class:`bench.benchmarks.Benchmark` or an
-    id: a registered one is looked up, any other (old ad-hoc ids) is only aggregated, ranked by ``linear_top1``.
-    Returns the table and the written paths."""
+def leaderboard_from_results(benchmark, results_dir: str | os.PathLike):
+    """Read the benchmark's records from ``results_dir`` (once), refuse any its spec or data fingerprint disowns
+    (:func:`bench.benchmarks.check_records`), apply ``results_dir/errata.yaml`` and build the table (ranked by the
+    benchmark's headline). ``benchmark`` is a :class:`bench.benchmarks.Benchmark` or an id: a registered one is
+    looked up, any other (old ad-hoc ids) is only aggregated, ranked by ``linear_top1``.
+    Returns (table, records, spec or None)."""
     from bench.benchmarks import BENCHMARKS, check_records
     spec = BENCHMARKS.get(benchmark) if isinstance(benchmark, str) else benchmark
     benchmark_id = spec.id if spec is not None else benchmark
     records = load_records(results_dir, benchmark_id)
     if spec is not None:
         check_records(spec, records)
-    df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1")
+    df = build_leaderboard(records, benchmark_id, headline=spec.headline if spec is not None else "linear_top1",
+                           errata=load_errata(results_dir))
+    return df, records, spec
+
+
+def write_leaderboard(benchmark, results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                      formats: tuple[str, ...] = ("md", "csv", "tex"),
+                      standalone: bool = False) -> tuple[pd.DataFrame, list[Path]]:
+    """:func:`leaderboard_from_results`, then write ``out_dir/<id>/leaderboard.<fmt>``. Returns the table and the
+    written paths."""
+    df, records, spec = leaderboard_from_results(benchmark, results_dir)
+    benchmark_id = spec.id if spec is not None else benchmark
     notes = grid_edge_notes(spec, records) if spec is not None else []
     return df, save_leaderboard(df, benchmark_id, out_dir, formats, results_dir, records=records, standalone=standalone,
                                 notes=notes)

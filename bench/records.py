@@ -24,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import BenchError
 from bench.io import atomic_write_json
 
-__all__ = ["BenchmarkRef", "DataRef", "RunRecord", "collect_env", "collect_hardware", "config_hash", "git_sha",
-           "load_record", "load_records", "new_run_id", "write_record"]
+__all__ = ["BenchmarkRef", "DataRef", "Erratum", "RunRecord", "collect_env", "collect_hardware", "config_hash",
+           "git_sha", "load_errata", "load_record", "load_records", "new_run_id", "write_record"]
+
+ERRATA_FILE = "errata.yaml"
 
 
 class _Strict(BaseModel):
@@ -47,8 +49,24 @@ class DataRef(_Strict):
     fingerprint: str
 
 
+#: views per training image of the methods that wrote schema-1 records, whose ``images_seen`` counted views
+#: (SimCLR's two views of 158,720 images were 317,440 "images seen"); used only to read those records
+_SCHEMA1_VIEWS_PER_IMAGE = {"simclr": 2, "barlow-twins": 2, "naive-siamese": 2, "vicreg": 2, "ijepa": 1, "vjepa": 1}
+
+
+def _schema1_counts(data: dict) -> dict:
+    """A schema-1 record's ``images_seen`` was the number of *views*: it becomes ``views_seen``, and
+    ``images_seen`` the training samples (views / views per image of its method; None where that is unknown)."""
+    views = data.get("images_seen")
+    method, kwargs = data.get("method"), (data.get("config") or {}).get("method_kwargs") or {}
+    per_image = 2 + int(kwargs.get("local_crops", 4)) if method == "dino" else _SCHEMA1_VIEWS_PER_IMAGE.get(method)
+    images = 0 if views == 0 else views // per_image if per_image and isinstance(views, int) else None
+    return {**data, "views_seen": views, "images_seen": images}
+
+
 class RunRecord(_Strict):
-    schema_version: int = 1
+    #: 2: ``images_seen`` counts training samples and ``views_seen`` the augmented views (1: views, as images_seen)
+    schema_version: int = 2
     run_id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # becomes a file name
     status: Literal["ok", "failed", "collapsed"]
     method: str
@@ -65,7 +83,8 @@ class RunRecord(_Strict):
     wall_time_s: float
     train_time_s: float = 0.0
     probe_time_s: float = 0.0
-    images_seen: int
+    images_seen: int | None  # training samples (an image with 2 views counts once); None: unknown (old records)
+    views_seen: int | None = None  # augmented views the loss saw (SimCLR: 2 per image, DINO: 2 + local crops)
     params: int | None = None  # encoder parameter count (None in records written before it existed)
     epochs: int = 0
     scores: dict[str, float]
@@ -77,11 +96,22 @@ class RunRecord(_Strict):
     # one entry per training session of the run (a start, then each resume): started_at, ended_at (absent if
     # interrupted), git_sha, hardware, env; empty for untrained baselines and records written before it existed
     training: list[dict[str, Any]] = []
+    #: "trained": a run of this harness; "external": an encoder trained elsewhere (``bench eval --model``), whose
+    #: ``model`` holds its spec, weights file + sha256, checkpoint layout and preprocessing
+    origin: Literal["trained", "external"] = "trained"
+    model: dict[str, Any] | None = None
 
     @property
     def train_hardware(self) -> list[dict[str, Any]]:
         """The machines that trained the run (its segments'), else the one that probed it."""
         return [s["hardware"] for s in self.training if s.get("hardware")] or [self.hardware]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_schema1(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("schema_version") == 1 and "views_seen" not in data:
+            return _schema1_counts(data)
+        return data
 
     @field_validator("scores")
     @classmethod
@@ -212,3 +242,29 @@ def load_records(results_dir: str | os.PathLike, benchmark_id: str | None = None
 
 def _glob_escape(s: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", s)
+
+
+class Erratum(_Strict):
+    """A known defect of committed records (records themselves are never edited): ``runs`` (run ids), a ``note``
+    saying what is wrong, and ``exclude``: leave them out of every leaderboard mean and std."""
+    runs: list[str] = Field(min_length=1)
+    note: str = Field(min_length=1)
+    exclude: bool = False
+
+
+def load_errata(results_dir: str | os.PathLike) -> dict[str, Erratum]:
+    """``results_dir/errata.yaml`` (a list of :class:`Erratum` mappings) as run_id -> erratum; {} without the file."""
+    import yaml
+    path = Path(results_dir) / ERRATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        errata = [Erratum.model_validate(item) for item in items] if isinstance(items, list) else None
+    except yaml.YAMLError as e:
+        raise BenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except ValidationError as e:
+        raise BenchError(f"{path} does not match the errata schema: {_one_line(e)}") from None
+    if errata is None:
+        raise BenchError(f"{path} must be a list of errata (runs, note, exclude)")
+    return {run_id: e for e in errata for run_id in e.runs}

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmarks import Benchmark
-from bench.config import TrainConfig, make_config, recipe_label
+from bench.config import TrainConfig, budget_config, make_config, recipe_label
 from bench.errors import ConfigError, PluginError, TrainingError
-from bench.records import config_hash, load_records
+from bench.records import config_hash, load_errata, load_records
 from bench.runs import lock_holder
 
 
@@ -32,8 +32,7 @@ class Setup:
 
     def config(self, benchmark: Benchmark, seed: int) -> TrainConfig:
         if self.plugin:
-            from bench.submit import submission_config
-            return submission_config(self.plugin, benchmark, self.recipe, seed=seed, **self.overrides)
+            return budget_config(benchmark, self.plugin, self.recipe, seed=seed, **self.overrides).config
         return make_config(self.recipe, seed=seed, **self.overrides)
 
     @property
@@ -68,9 +67,12 @@ def _setup_key(recipe: str | None, seed: int, config: dict) -> tuple:
 
 def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results",
                  only: list[str] | None = None) -> list[tuple[Setup, int, TrainConfig]]:
-    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order;
-    ``only``: setup labels to consider (the order given there is the order they run in)."""
-    records = [r for r in load_records(results_dir, benchmark.id) if r.status in ("ok", "collapsed")] \
+    """The (setup, seed, config) of every reference run without an ok / collapsed record, in setup order (a record
+    that ``results_dir/errata.yaml`` excludes does not count); ``only``: setup labels to consider (the order given
+    there is the order they run in)."""
+    excluded = {run_id for run_id, e in load_errata(results_dir).items() if e.exclude}
+    records = [r for r in load_records(results_dir, benchmark.id)
+               if r.status in ("ok", "collapsed") and r.run_id not in excluded] \
         if (Path(results_dir) / benchmark.id).is_dir() else []
     done = {_setup_key(r.recipe, r.seed, r.config) for r in records}
     out = []
@@ -110,17 +112,26 @@ def interrupted_run(cfg: TrainConfig, recipe: str | None, benchmark: Benchmark, 
 
 def run_missing(benchmark: Benchmark, todo: list[tuple[Setup, int, TrainConfig]], *,
                 results_dir: str | Path = "results", runs_dir: str | Path = "runs", progress: bool = True,
-                data_root: str | None = None, cache_dir: str | None = None, log=print) -> tuple[int, list[str]]:
-    """Train / resume / probe the ``todo`` runs of :func:`missing_runs`, one after another. A run that fails
-    (NaN loss, a broken plugin: its failed record is written) does not stop the others; an interruption
-    (SIGTERM, Ctrl-C) does; an interrupted run that another process is training now is skipped. Returns
-    (runs recorded, names of the failed runs)."""
-    from bench.runner import load_benchmark_data
-    if not todo:
-        return 0, []
-    data = load_benchmark_data(benchmark, data_root, cache_dir)
-    failed, recorded = [], 0
+                data_root: str | None = None, cache_dir: str | None = None, imagenet_root: str | None = None,
+                log=print) -> tuple[int, list[str]]:
+    """Train / resume / probe the ``todo`` runs of :func:`missing_runs`, one after another. Every run's method is
+    resolved first, before any data is looked up. A run that fails (NaN loss, a broken plugin: its failed record is
+    written, or it never starts) does not stop the others; an interruption (SIGTERM, Ctrl-C) does; an interrupted
+    run that another process is training now is skipped. Returns (runs recorded, names of the failed runs)."""
+    from bench.runner import check_config, load_benchmark_data
+    failed, runnable = [], []
     for i, (setup, seed, cfg) in enumerate(todo, 1):
+        try:
+            check_config(cfg)  # a plugin file that does not import, an unknown backbone option, ...
+            runnable.append((i, setup, seed, cfg))
+        except (ConfigError, PluginError) as e:
+            log(f"[{i}/{len(todo)}] {setup.label} seed {seed} failed: {e}")
+            failed.append(f"{setup.label} seed {seed}")
+    if not runnable:
+        return 0, failed
+    data = load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    recorded = 0
+    for i, setup, seed, cfg in runnable:
         run_dir = interrupted_run(cfg, setup.recipe, benchmark, runs_dir)
         name = f"{setup.label} seed {seed}"
         if run_dir is not None and (pid := lock_holder(run_dir)) is not None:

@@ -1,30 +1,38 @@
 """Benchmark runs: ``train_run`` trains (or, for baselines, just initialises) a method and saves the
 encoder + a ``run.json`` summary in a run folder; ``probe_run`` evaluates that encoder with the
 benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI's ``train``,
-``probe``, ``run`` and ``demo`` are thin layers over these three functions."""
+``probe``, ``run`` and ``demo`` are thin layers over these three functions.
+
+Each checks what it can without data first (:func:`check_config`: the method resolves, the backbone takes its
+options; a resumed run folder has a readable run.json), so a typo costs no dataset lookup. On a process of rank > 0
+of a multi-process run (Lightning's DDP launcher, ``srun``, ``torchrun``) ``train_run`` and ``run_benchmark``
+train in lock-step with rank 0 but own nothing (a temporary run folder, no probes, no record) and return None."""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from bench.backbones import create_backbone, is_video_backbone
+from bench.backbones import check_backbone, create_backbone, is_video_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, recipe_label
-from bench.data import ImageData, load_split
+from bench.data import ImageData, data_fingerprint, load_split
+from bench.distributed import is_worker_rank
 from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import atomic_torch_save, atomic_write_json
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
-from bench.runs import run_lock
+from bench.runs import resume_info, run_lock
 from methods import get_method
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +45,14 @@ class BenchData:
 
     @property
     def fingerprint(self) -> str:
-        text = f"{self.train.split}:{self.train.fingerprint}\n{self.eval.split}:{self.eval.fingerprint}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return data_fingerprint([(self.train.split, self.train.fingerprint), (self.eval.split, self.eval.fingerprint)])
 
 
-def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None) -> BenchData:
-    kw: dict = dict(data_root=data_root, cache_dir=cache_dir)
+def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None,
+                        imagenet_root: str | None = None) -> BenchData:
+    """The benchmark's train and eval splits (``imagenet_root``: a local ImageNet for the ImageNet specs, default
+    ``$BENCH_IMAGENET_ROOT``), checked against its pinned data fingerprint."""
+    kw: dict = dict(data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root)
     if benchmark.is_video:  # clips: frames, stride, size and the label column are the benchmark's
         kw.update(frames=benchmark.frames, stride=benchmark.frame_stride, label=benchmark.label,
                   size=round(benchmark.img_size / benchmark.crop_pct))
@@ -82,11 +92,12 @@ def check_modality(cfg: TrainConfig, data: ImageData) -> None:
                               f"{tubelet}-frame x {patch} px tubelets; change tubelet / patch_size / img_size")
 
 
-def build_method(cfg: TrainConfig):
-    """Backbone + method from a config; seeded so a seed gives the same initial weights."""
-    torch.manual_seed(cfg.seed)
-    backbone = create_backbone(cfg.backbone, cfg.img_size, **cfg.backbone_kwargs)
+def check_config(cfg: TrainConfig):
+    """What a config can be checked for without data or weights: the method resolves (a plugin file imports and
+    honours the contract), the backbone is registered and takes its backbone_kwargs, the method takes its
+    method_kwargs. Returns the method class."""
     method_cls = get_method(cfg.method)
+    check_backbone(cfg.backbone, cfg.backbone_kwargs)
     params = inspect.signature(method_cls.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         known = [n for n in params if n not in ("self", "backbone")]
@@ -95,6 +106,14 @@ def build_method(cfg: TrainConfig):
                 hint = difflib.get_close_matches(key, known, n=1)
                 raise ConfigError(f"method {method_cls.name!r} has no hyper-parameter {key!r}"
                                   + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; it takes: {', '.join(known)}")
+    return method_cls
+
+
+def build_method(cfg: TrainConfig):
+    """Backbone + method from a config; seeded so a seed gives the same initial weights."""
+    method_cls = check_config(cfg)
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(cfg.backbone, cfg.img_size, **cfg.backbone_kwargs)
     try:
         return method_cls(backbone, **cfg.method_kwargs)
     except TypeError as e:
@@ -129,20 +148,43 @@ def check_checkpoint(path: Path) -> None:
                          f"delete it to restart the run from scratch") from None
 
 
-def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = "runs", recipe: str | None = None,
-              data: BenchData | None = None, results_dir: str | Path | None = None, progress: bool = True,
-              data_root: str | None = None, cache_dir: str | None = None, resume: str | Path | None = None) -> Path:
+def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | Path = "runs",
+              recipe: str | None = None, data: BenchData | None = None, results_dir: str | Path | None = None,
+              progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
+              imagenet_root: str | None = None, resume: str | Path | None = None,
+              log: Callable[[str], None] | None = print) -> Path | None:
     """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
-    ``resume``: an interrupted run folder; training continues from its last checkpoint with its config.
-    A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises."""
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    ``resume``: an interrupted run folder; training continues from its last checkpoint with its config (``cfg`` is
+    ignored). A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises.
+    ``progress`` / ``log``: a progress bar on a terminal, else one line per epoch to ``log`` (``bench.train.fit``).
+    On a process of rank > 0 of a multi-process run: trains in a temporary folder, writes nothing, returns None."""
+    info = resume_info(resume) if resume is not None else None
+    if info is not None:
+        cfg = _resumed_config(info, resume)
+    check_config(cfg)  # before any data is looked up
+    if is_worker_rank(cfg.world_size):
+        _train_on_worker_rank(cfg, benchmark, resume=resume, data=data, data_root=data_root, cache_dir=cache_dir,
+                              imagenet_root=imagenet_root)
+        return None
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    return _train(cfg, info, benchmark, data, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir,
+                  progress=progress, resume=resume, log=log)
+
+
+def _resumed_config(info: dict, run_dir: str | Path) -> TrainConfig:
+    try:
+        return TrainConfig(**info["config"])
+    except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        raise BenchError(f"cannot resume {run_dir}: its run.json config is not valid "
+                         f"({str(e).splitlines()[0]})") from None
+
+
+def _train(cfg: TrainConfig, info: dict | None, benchmark: Benchmark, data: BenchData, *, runs_dir: str | Path,
+           recipe: str | None, results_dir: str | Path | None, progress: bool, resume: str | Path | None,
+           log: Callable[[str], None] | None = None) -> Path:
+    """Train in a new run folder under ``runs_dir`` or, with ``resume`` (and its run.json ``info``), in that one."""
     if resume is not None:
         run_dir = Path(resume)
-        try:
-            info = json.loads((run_dir / "run.json").read_text())
-        except (OSError, ValueError) as e:
-            raise BenchError(f"cannot resume {run_dir}: no readable run.json ({e})") from None
-        cfg = TrainConfig(**info["config"])
         check_checkpoint(run_dir / "checkpoints" / "last.ckpt")
         method = build_method(cfg)
     else:
@@ -156,8 +198,27 @@ def train_run(cfg: TrainConfig, benchmark: Benchmark, *, runs_dir: str | Path = 
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
         atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
     with run_lock(run_dir):  # one trainer per run folder: a second resume of it is refused
-        _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None)
+        _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None, log)
     return run_dir
+
+
+def _train_on_worker_rank(cfg: TrainConfig, benchmark: Benchmark, *, resume: str | Path | None,
+                          data: BenchData | None, data_root, cache_dir, imagenet_root) -> None:
+    """A process of rank > 0 trains in lock-step with rank 0 but owns nothing: its run folder is temporary (a
+    resumed run's run.json is copied and its checkpoints linked in, so it restores the same step), it neither
+    probes nor writes a record. Rank 0 writes the run folder, encoder and record."""
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
+        run, info = None, None
+        if resume is not None:
+            run = Path(tmp) / "run"
+            run.mkdir()
+            shutil.copy2(Path(resume) / "run.json", run / "run.json")
+            if (Path(resume) / "checkpoints").is_dir():
+                (run / "checkpoints").symlink_to((Path(resume) / "checkpoints").resolve(), target_is_directory=True)
+            info = resume_info(run)
+        _train(cfg, info, benchmark, data, runs_dir=tmp, recipe=None, results_dir=None, progress=False, resume=run,
+               log=None)
 
 
 def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
@@ -176,14 +237,14 @@ def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
 
 
 def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark: Benchmark, data: BenchData,
-                  results_dir, progress: bool, resume: bool) -> None:
+                  results_dir, progress: bool, resume: bool, log: Callable[[str], None] | None) -> None:
     if method.trainable and cfg.epochs > 0:
         from bench.train import fit
         segment = _start_segment(info, cfg, run_dir)
         start = time.perf_counter()
         try:
             result = fit(method, data.train.images, data.train.labels, cfg, run_dir,
-                         num_classes=len(data.train.classes), progress=progress, resume=resume)
+                         num_classes=len(data.train.classes), progress=progress, resume=resume, log=log)
         except TrainingError as e:
             if results_dir is not None:
                 write_record(RunRecord(**_record_base(info, benchmark, data), status="failed", error=str(e),
@@ -192,6 +253,7 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
             raise
         segment["ended_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         info["train"] = {"train_time_s": result.train_time_s, "images_seen": result.images_seen,
+                         "views_seen": result.views_seen,
                          "epochs": result.epochs, "monitors": result.monitors, "collapsed": result.collapsed,
                          "monitor_history": result.monitor_history, "segments": info["train"]["segments"]}
     info["status"] = "trained"
@@ -220,19 +282,24 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 
 def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path = "results",
               data: BenchData | None = None, probes: tuple[str, ...] | None = None,
-              data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
-    """Probe a trained run's frozen encoder on the benchmark and write its record."""
+              data_root: str | None = None, cache_dir: str | None = None,
+              imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord:
+    """Probe a trained run's frozen encoder on the benchmark and write its record (a line per probe to ``log``)."""
     from probes.evaluate import evaluate_encoder  # training never needs the probes
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     check_modality(TrainConfig(**info["config"]), data.train)
-    report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir)
+    report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir, log=log)
     train = info["train"]
+    images, views = train["images_seen"], train.get("views_seen")
+    if views is None and images:  # trained before views_seen existed: its images_seen counted views
+        images, views = None, images
     record = RunRecord(
         **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
         wall_time_s=train["train_time_s"] + time.perf_counter() - start, train_time_s=train["train_time_s"],
-        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=train["images_seen"],
+        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=images,
+        views_seen=views or 0,
         params=sum(p.numel() for p in encoder.parameters()),
         epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
         holdout=report.get("holdout", {}), monitors=train["monitors"], training=train.get("segments", []),
@@ -244,9 +311,16 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
 def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", recipe: str | None = None, data: BenchData | None = None,
                   progress: bool = True, probes: tuple[str, ...] | None = None,
-                  data_root: str | None = None, cache_dir: str | None = None) -> RunRecord:
-    """Train + probe + record."""
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir)
+                  data_root: str | None = None, cache_dir: str | None = None,
+                  imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord | None:
+    """Train + probe + record (None on a process of rank > 0, which only trains); ``log`` gets the epoch lines
+    (where no progress bar is drawn) and probe lines."""
+    check_config(cfg)  # before any data is looked up
+    if is_worker_rank(cfg.world_size):
+        return train_run(cfg, benchmark, data=data, data_root=data_root, cache_dir=cache_dir,
+                         imagenet_root=imagenet_root)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     run_dir = train_run(cfg, benchmark, runs_dir=runs_dir, recipe=recipe, data=data, results_dir=results_dir,
-                        progress=progress)
-    return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir)
+                        progress=progress, log=log)
+    return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir,
+                     log=log)

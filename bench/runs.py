@@ -24,7 +24,7 @@ try:
 except ImportError:  # not POSIX: no lock (the rest works)
     fcntl = None
 
-__all__ = ["STATES", "RunState", "list_runs", "lock_holder", "metrics_logs", "run_lock"]
+__all__ = ["STATES", "RunState", "list_runs", "lock_holder", "metrics_logs", "resume_info", "run_lock"]
 
 LOCK_NAME = ".lock"
 #: what ``bench runs`` tells apart (see :class:`RunState`)
@@ -35,6 +35,18 @@ def metrics_logs(run_dir: str | os.PathLike) -> list[Path]:
     """The run's Lightning CSV logs, one per training segment (``logs/metrics.csv``, ``logs/resumed-*/...``),
     oldest first."""
     return sorted((Path(run_dir) / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+
+
+def resume_info(run_dir: str | os.PathLike) -> dict:
+    """The ``run.json`` of a run folder to continue (its ``config`` a mapping); one BenchError line naming the
+    folder when it is missing or unreadable. Cheap: callers check it before any data is loaded."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BenchError(f"cannot resume {run_dir}: no readable run.json ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise BenchError(f"cannot resume {run_dir}: its run.json holds no config mapping")
+    return info
 
 
 @contextmanager

@@ -1,30 +1,31 @@
 """``bench train|run ... --slurm partition=P[,KEY=VALUE...]``: submit the same command as a SLURM job with
 submitit, print its id and log folder, and return at once.
 
-The job runs ``bench.cli.main`` with the same arguments minus ``--slurm`` on ``--nodes`` nodes x ``--devices``
-tasks per node, one task per GPU, so Lightning's SLURMEnvironment takes each process's rank from srun (rank 0
-owns the run folder and the record, as under ``srun`` by hand). Logs go to ``<runs-dir>/slurm/<job id>/``.
+The job runs the CLI's entry point (``bench.cli.main``, handed in by the CLI: this module never imports it) with
+the same arguments minus ``--slurm`` on ``--nodes`` nodes x ``--devices`` tasks per node, one task per GPU, so
+Lightning's SLURMEnvironment takes each process's rank from srun (rank 0 owns the run folder and the record, as
+under ``srun`` by hand). Logs go to ``<runs-dir>/slurm/<job id>/``.
 
 Time limit and requeue: SLURM sends USR2 ``SIGNAL_DELAY_S`` seconds before the time limit (submitit's warning
 signal); the job turns it into the SIGTERM the trainer already handles (last.ckpt saved at the current step), then
 requeues itself through submitit as ``bench train --resume RUN_DIR`` (after ``bench run``: followed by ``bench
-probe RUN_DIR`` on rank 0), at most ``slurm_max_num_timeout`` (3) times for time-outs. A plain SIGTERM
-(``scancel``) stops the run the same way without requeueing; continue it with ``bench train --resume RUN_DIR``.
+probe RUN_DIR`` on rank 0; the CLI describes both as a :class:`ResumePlan`), at most ``slurm_max_num_timeout`` (3)
+times for time-outs. A plain SIGTERM (``scancel``) stops the run the same way without requeueing; continue it with
+``bench train --resume RUN_DIR``.
 
-Hidden switch for tests and dry runs: ``BENCH_SLURM_CLUSTER=debug`` (or ``submit_command(..., cluster="debug")``)
+Hidden switch for tests and dry runs: ``BENCH_SLURM_CLUSTER=debug`` (or ``submit_job(..., cluster="debug")``)
 runs the job in this process with submitit's debug executor, ``local`` in a subprocess; the default is ``slurm``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 
@@ -107,22 +108,24 @@ def strip_slurm_flag(argv: list[str]) -> list[str]:
     return out
 
 
-def resume_steps(argv: list[str], run_dir: str | Path) -> list[list[str]]:
+@dataclass(frozen=True)
+class ResumePlan:
     """What continues an interrupted ``bench train`` / ``bench run`` command: ``train --resume RUN_DIR`` with the
-    same data options (and, for ``run``, ``probe RUN_DIR`` into the same results folder)."""
-    from bench.cli import build_parser
-    args = build_parser().parse_args(argv)
-    run_dir = str(Path(run_dir).resolve())
-    top = ["--debug"] if args.debug else []
-    data: list[str] = []
-    for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
-                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
-        if value is not None:
-            data += [flag, str(value)]
-    train = [*top, "train", "--resume", run_dir, *data, *(["--no-progress"] if args.no_progress else [])]
-    if args.command == "run":
-        return [train, [*top, "probe", run_dir, *data, "--results", str(args.results)]]
-    return [train]
+    command's data options (``data``: flag, value, ...; ``train_flags``: e.g. ``--no-progress``) and, after ``bench
+    run``, ``probe RUN_DIR`` into the same results folder (``probe_results``). ``top``: options before the command
+    (``--debug``). The CLI builds it from the command's parsed options."""
+
+    data: tuple[str, ...] = ()
+    train_flags: tuple[str, ...] = ()
+    probe_results: str | None = None
+    top: tuple[str, ...] = ()
+
+    def steps(self, run_dir: str | Path) -> list[list[str]]:
+        run_dir = str(Path(run_dir).resolve())
+        train = [*self.top, "train", "--resume", run_dir, *self.data, *self.train_flags]
+        if self.probe_results is None:
+            return [train]
+        return [train, [*self.top, "probe", run_dir, *self.data, "--results", self.probe_results]]
 
 
 def _warning_signal() -> signal.Signals:
@@ -132,10 +135,13 @@ def _warning_signal() -> signal.Signals:
 
 @dataclass
 class SlurmJob:
-    """What each SLURM task runs: ``bench.cli.main`` on every argv of ``steps`` in turn (steps after the first on
-    rank 0 only). submitit calls ``checkpoint`` when it requeues the job after the time-limit warning."""
+    """What each SLURM task runs: ``entry`` (the ``bench`` CLI's main) on every argv of ``steps`` in turn (steps after
+    the first on rank 0 only). When training stops on the time-limit warning, ``plan`` gives the commands that
+    continue the run; submitit calls ``checkpoint`` to requeue them."""
 
     steps: list[list[str]]
+    entry: Callable[[list[str]], int]
+    plan: ResumePlan = field(default_factory=ResumePlan)
     resume: list[list[str]] | None = None  # set when training stopped on the warning signal
     warned: bool = False
 
@@ -154,13 +160,12 @@ class SlurmJob:
             signal.signal(warning, requeue)
 
     def _run(self, argv: list[str], requeue, warning) -> int:
-        from bench.cli import main
         try:
-            return main(["--debug", *argv])  # --debug: errors come here, Interrupted with its run folder
+            return self.entry(["--debug", *argv])  # --debug: errors come here, Interrupted with its run folder
         except BenchError as e:
             print(f"error: {e}", file=sys.stderr)
             if isinstance(e, Interrupted) and self.warned and e.run_dir is not None:
-                self.resume = resume_steps(argv, e.run_dir)
+                self.resume = self.plan.steps(e.run_dir)
                 if callable(requeue):
                     requeue(warning, None)
             return e.exit_code
@@ -178,7 +183,7 @@ class SlurmJob:
         if not self.resume:
             return None
         from submitit.helpers import DelayedSubmission
-        return DelayedSubmission(SlurmJob(self.resume))
+        return DelayedSubmission(SlurmJob(self.resume, self.entry, self.plan))
 
 
 def _import_submitit():
@@ -189,42 +194,30 @@ def _import_submitit():
     return submitit
 
 
-def _world(args: argparse.Namespace, spec: SlurmSpec, argv: list[str]) -> tuple[int, int, list[str]]:
-    """(devices per node, nodes, job argv); the config is built here so its mistakes show before queueing."""
-    resume = getattr(args, "resume", None)
-    if resume:
-        try:
-            config = json.loads((Path(resume) / "run.json").read_text())["config"]
-        except (OSError, ValueError, KeyError) as e:
-            raise BenchError(f"cannot resume {resume}: no readable run.json ({e})") from None
-        devices, nodes = int(config.get("devices", 1)), int(config.get("num_nodes", 1))
-    else:
-        from bench.cli import _config_from_args
-        if spec.gpus_per_node and args.devices is None:  # one process per GPU
-            args = argparse.Namespace(**{**vars(args), "devices": spec.gpus_per_node})
-            argv = [*argv, "--devices", str(spec.gpus_per_node)]
-        cfg, _ = _config_from_args(args)
-        devices, nodes = cfg.devices, cfg.num_nodes
+def check_world(spec: SlurmSpec, devices: int) -> None:
+    """One process per GPU: ``gpus_per_node`` (when given) must equal the processes per node (``--devices``)."""
     if spec.gpus_per_node and spec.gpus_per_node != devices:
         raise ConfigError(f"--slurm gpus_per_node={spec.gpus_per_node} but {devices} process(es) per node "
                           f"(--devices): one process per GPU, so give one of them or the same number")
-    return devices, nodes, argv
 
 
-def submit_command(args: argparse.Namespace, argv: list[str], *, cluster: str | None = None) -> int:
-    """Submit ``argv`` (a ``bench`` command line holding ``--slurm``) as a job; print one line and return 0
-    (with the debug cluster: run it here and return its exit code)."""
-    spec = parse_spec(args.slurm)
-    devices, nodes, job_argv = _world(args, spec, strip_slurm_flag(argv))
+def job_name(command: str, method: str | None = None) -> str:
+    """``bench-run-simclr``; a method that is a path or module reference is left out."""
+    return f"bench-{command}" + (f"-{method}" if method and re.fullmatch(r"[\w.-]+", method) else "")
+
+
+def submit_job(job: SlurmJob, spec: SlurmSpec, *, devices: int, nodes: int, folder: str | Path, name: str = "bench",
+               cluster: str | None = None) -> int:
+    """Submit ``job`` on ``nodes`` x ``devices`` tasks with logs under ``folder/<job id>/``; print one line and
+    return 0 (with the debug cluster: run it here and return its exit code)."""
+    check_world(spec, devices)
     submitit = _import_submitit()
     cluster = cluster or os.environ.get("BENCH_SLURM_CLUSTER") or "slurm"
     if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise BenchError("--slurm needs SLURM's sbatch and srun on PATH: submit from a login node of the cluster")
-    method = getattr(args, "method", None) or ""
-    name = f"bench-{args.command}" + (f"-{method}" if re.fullmatch(r"[\w.-]+", method) else "")
-    executor = submitit.AutoExecutor(folder=Path(args.runs_dir) / "slurm" / "%j", cluster=cluster)
+    executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cluster)
     executor.update_parameters(**executor_parameters(spec, devices=devices, nodes=nodes, name=name))
-    job = executor.submit(SlurmJob([job_argv]))
-    print(f"submitted SLURM job {job.job_id} ({nodes} node(s) x {devices} task(s), partition {spec.partition}, "
-          f"{spec.time} min); logs in {job.paths.folder}")
-    return int(job.result()) if cluster == "debug" else 0
+    submitted = executor.submit(job)
+    print(f"submitted SLURM job {submitted.job_id} ({nodes} node(s) x {devices} task(s), partition {spec.partition}, "
+          f"{spec.time} min); logs in {submitted.paths.folder}")
+    return int(submitted.result()) if cluster == "debug" else 0

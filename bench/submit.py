@@ -1,5 +1,5 @@
 """``bench submit``: check a method plugin against the contract on one small batch, then train it with
-the benchmark's budget for each seed, probe it, write the records and refresh the leaderboard.
+the benchmark's budget (:func:`bench.config.budget_config`) for each seed, probe it, write the records and refresh the leaderboard.
 
 The smoke step runs before anything is trained or written, so a broken plugin costs seconds and leaves
 no record: it names the broken part (import/signature via the registry, then views, loss, gradients,
@@ -62,20 +62,16 @@ def smoke_test(cfg: TrainConfig, images: torch.Tensor) -> None:
         raise PluginError(f"method {name!r}: encoder features are not finite")
 
 
-def submission_config(plugin: str, benchmark: Benchmark, recipe: str | None = None, **overrides) -> TrainConfig:
-    """The plugin's recipe (optimiser, lr, method_kwargs), then the benchmark's budget, then ``overrides``."""
-    from bench.config import make_config
-    return make_config(recipe, **{**benchmark.budget, **{k: v for k, v in overrides.items() if v is not None},
-                                  "method": plugin})
-
-
 def submit(cfg: TrainConfig, benchmark: Benchmark, seeds: list[int], *, results_dir: str | Path = "results",
            leaderboards_dir: str | Path = "leaderboards", runs_dir: str | Path = "runs", recipe: str | None = None,
-           progress: bool = True, data_root: str | None = None, cache_dir: str | None = None) -> list[RunRecord]:
-    """Smoke-test, then train + probe + record for every seed, then rewrite the leaderboard (all formats)."""
+           progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
+           imagenet_root: str | None = None) -> list[RunRecord]:
+    """Smoke-test, then train + probe + record for every seed, then rewrite the leaderboard (all formats).
+    ``cfg``: typically :func:`bench.config.budget_config` (the method's recipe on the benchmark's budget)."""
     from bench.leaderboard import FORMATS, write_leaderboard
-    from bench.runner import load_benchmark_data, run_benchmark
-    data = load_benchmark_data(benchmark, data_root, cache_dir)
+    from bench.runner import check_config, load_benchmark_data, run_benchmark
+    check_config(cfg)  # the plugin imports and takes its options, before any data is looked up
+    data = load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
     smoke_test(cfg, data.train.images)
     records = [run_benchmark(cfg.model_copy(update={"seed": s}), benchmark, results_dir=results_dir,
                              runs_dir=runs_dir, recipe=recipe, data=data, progress=progress, cache_dir=cache_dir)

@@ -14,7 +14,7 @@ score columns, method rows (with display names) and optional cost columns::
     formats: [tex, md]
     output: tables/imagenette64       # + .tex / .md
 
-Cells are the leaderboard's numbers (``bench.leaderboard.build_leaderboard``, nothing re-aggregated):
+Cells are the leaderboard's numbers (``bench.leaderboard.leaderboard_from_results``, nothing re-aggregated):
 ``mean ± std`` over seeds (``mean`` alone for one seed, ``–`` when the method has no run on that benchmark);
 the best mean of every (benchmark, score) column is bold. Rows keep the spec's order."""
 
@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_text
-from bench.leaderboard import (build_leaderboard, fmt_count, fmt_duration, fmt_params, fmt_pm, score_keys,
-                               tex_document, tex_escape)
+from bench.cells import fmt_count, fmt_duration, fmt_params, fmt_pm, score_keys, tex_document, tex_escape
+from bench.leaderboard import leaderboard_from_results
 
 __all__ = ["MethodRow", "TableSpec", "build_table", "load_table_spec", "render_table", "write_table"]
 
@@ -126,14 +126,11 @@ def load_table_spec(path: str | os.PathLike) -> TableSpec:
 
 
 def _leaderboards(spec: TableSpec, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    from bench.benchmarks import check_records, get_benchmark  # unknown id: get_benchmark's ConfigError
-    from bench.records import load_records
+    from bench.benchmarks import get_benchmark  # unknown id: get_benchmark's ConfigError
     boards = {}
     for name in spec.benchmarks:
         bench = get_benchmark(name)
-        records = load_records(results, bench.id)
-        check_records(bench, records)
-        board = build_leaderboard(records, bench.id, headline=bench.headline)
+        board, _, _ = leaderboard_from_results(bench, results)
         if board.empty:
             raise BenchError(f"no records for {bench.id} in {Path(results) / bench.id} (table spec benchmarks)")
         boards[bench.id] = board

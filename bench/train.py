@@ -1,8 +1,8 @@
 """One Lightning setup that trains every method.
 
 ``SSLModule`` wraps a :class:`methods.base.Method`: it augments uint8 batches on the device into the
-views the method declares, optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine lr, optionally
-a cosine weight decay), trains an online linear probe on detached features and logs collapse monitors every epoch.
+views the method declares and optimises the method's loss (LARS / SGD / AdamW, warm-up + cosine lr, optionally
+a cosine weight decay). The online linear probe and the collapse monitors are callbacks (bench.callbacks).
 ``fit(method, data, cfg, run_dir)`` runs it and returns what the run record needs.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,25 +23,23 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench import distributed
 from bench.augment import ViewAugmenter
+from bench.callbacks import CollapseMonitor, EpochLines, OnlineProbe, upgrade_checkpoint
 from bench.config import TrainConfig
+from bench.console import is_terminal
 from bench.cpu_bf16 import FastCPUBF16
 from bench.errors import ConfigError, Interrupted, TrainingError
 from bench.io import atomic_torch_save
-from bench.monitors import collapse_metrics, is_collapsed
+from bench.monitors import is_collapsed
 from bench.schedules import cosine_schedule, warmup_cosine
 from methods.base import Method, split_loss
 
 # Lightning sets its loggers to INFO on import (GPU/TPU banners, tips); keep the console for our own output.
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-MONITOR_ROWS = 2048  # features kept per epoch for the collapse monitors
-
 
 class _BatchIndexed(Dataset):
     """Indexed by a list of indices: one tensor gather per batch, no per-image Python work."""
@@ -113,19 +111,24 @@ def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, se
 
 
 class SSLModule(L.LightningModule):
-    def __init__(self, method: Method, cfg: TrainConfig, num_classes: int, steps_per_epoch: int,
-                 sampler: EpochBatchSampler | None = None):
+    """``extra_param_groups``: optimiser groups of callbacks that train parameters with the method's optimiser
+    and schedule (the online probe). After each ``training_step``, ``step_features`` holds what callbacks may
+    read of that step, detached: ``embedding`` (the encoder's features of the first view, or the method's
+    ``embedding`` term), ``monitor`` (the method's ``monitor`` term, else the embedding) and ``labels``."""
+
+    def __init__(self, method: Method, cfg: TrainConfig, steps_per_epoch: int,
+                 sampler: EpochBatchSampler | None = None, extra_param_groups: Sequence[dict] = ()):
         super().__init__()
         self.method, self.cfg, self.sampler = method, cfg, sampler
         self.augment = ViewAugmenter(method.views, cfg.img_size)
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * cfg.epochs)
-        self.online_probe = nn.Linear(method.encoder.embed_dim, num_classes) if cfg.online_probe else None
-        self.images_seen = 0
+        self.extra_param_groups = list(extra_param_groups)
+        self.images_seen = 0  # training samples (global batch); views_seen: the augmented views the loss saw
+        self.views_seen = 0
         self.time_before_resume = 0.0  # training seconds of earlier processes of this run (from the checkpoint)
         self.session_start = time.perf_counter()
-        self._monitor_feats: list[torch.Tensor] = []
-        self.monitor_history: list[dict] = []
+        self.step_features: dict[str, torch.Tensor] = {}
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -143,21 +146,14 @@ class SSLModule(L.LightningModule):
             with torch.no_grad():
                 emb = self.method.encoder(views[0])
         emb = emb.detach().float()
-        self.images_seen += sum(len(v) for v in views) * self.trainer.world_size  # every rank counts the global batch
-        # the monitors see the epoch's last MONITOR_ROWS rows (a method may point them at its projector output)
-        self._monitor_feats.append(terms.get("monitor", emb).detach().float()[:MONITOR_ROWS])  # stays on device
-        while sum(len(f) for f in self._monitor_feats[1:]) >= MONITOR_ROWS:
-            self._monitor_feats.pop(0)
+        self.images_seen += len(images) * self.trainer.world_size  # every rank counts the global batch
+        self.views_seen += sum(len(v) for v in views) * self.trainer.world_size
+        # a method may point the collapse monitors at its projector output
+        self.step_features = {"embedding": emb, "monitor": terms.get("monitor", emb).detach().float(), "labels": labels}
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
                 if k not in ("embedding", "monitor") and isinstance(v, torch.Tensor) and v.ndim == 0}
-        total = loss
-        if self.online_probe is not None:
-            logits = self.online_probe(emb)
-            probe_loss = F.cross_entropy(logits, labels)
-            total = loss + probe_loss
-            logs["online/acc"] = (logits.argmax(1) == labels).float().mean() * 100
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
-        return total
+        return loss
 
     def on_train_batch_start(self, batch, batch_idx):
         if self.cfg.weight_decay_end is not None:  # DINO / I-JEPA: wd by a cosine from weight_decay to weight_decay_end
@@ -172,36 +168,23 @@ class SSLModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.method.on_step_end(self.global_step, self.total_steps)
 
-    def on_train_epoch_end(self):
-        if not self._monitor_feats:
-            return
-        # one copy per epoch; under DDP the ranks' last rows are gathered, so all ranks take the same collapse decision
-        feats = torch.cat(self._monitor_feats)[-(MONITOR_ROWS // self.trainer.world_size):]
-        metrics = collapse_metrics(distributed.gather_uneven(feats).cpu())
-        self._monitor_feats = []
-        metrics["epoch"] = self.current_epoch
-        self.monitor_history.append(metrics)
-        self.log_dict({f"monitor/{k}": float(v) for k, v in metrics.items() if k != "epoch"})
-        if is_collapsed(metrics):
-            msg = (f"representation collapsed at epoch {self.current_epoch}: feature_std={metrics['feature_std']:.3g}, "
-                   f"effective_rank={metrics['effective_rank']:.3g}")
-            warnings.warn(msg, stacklevel=1)
-            if self.cfg.stop_on_collapse:
-                self.trainer.should_stop = True
-
     @property
     def train_time_s(self) -> float:
         """Training seconds over every process of this run (a resumed run adds its earlier processes' time)."""
         return self.time_before_resume + time.perf_counter() - self.session_start
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "monitor_history": self.monitor_history,
+        checkpoint["ssl_bench"] = {"images_seen": self.images_seen, "views_seen": self.views_seen,
                                    "train_time_s": self.train_time_s}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        upgrade_checkpoint(checkpoint)  # runs interrupted before the probe and monitors were callbacks
         state = checkpoint.get("ssl_bench", {})
-        self.images_seen = state.get("images_seen", 0)
-        self.monitor_history = state.get("monitor_history", [])
+        if "views_seen" in state:
+            self.images_seen, self.views_seen = state["images_seen"], state["views_seen"]
+        else:  # checkpoints before views_seen existed counted views as images_seen; the steps give the samples
+            self.images_seen = checkpoint["global_step"] * self.cfg.batch_size
+            self.views_seen = state.get("images_seen", 0)
         self.time_before_resume = float(state.get("train_time_s", 0.0))
         done = checkpoint["global_step"] - checkpoint["epoch"] * self.steps_per_epoch
         if self.sampler is not None and 0 < done < self.steps_per_epoch:  # saved mid-epoch (SIGTERM, Ctrl-C)
@@ -214,10 +197,7 @@ class SSLModule(L.LightningModule):
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)  # biases and norm weights: no wd, no LARS
         groups = [{"params": decay, "weight_decay": cfg.weight_decay, "scheduled_wd": True},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        if self.online_probe is not None:
-            groups.append({"params": list(self.online_probe.parameters()), "weight_decay": 0.0,
-                           "lr": 0.1 if cfg.optimizer != "adamw" else 1e-3})
+                  {"params": no_decay, "weight_decay": 0.0}, *self.extra_param_groups]
         lr = cfg.scaled_lr
         if cfg.optimizer == "lars":
             from timm.optim import Lars
@@ -236,11 +216,12 @@ class SSLModule(L.LightningModule):
 @dataclass
 class TrainResult:
     encoder: nn.Module
-    images_seen: int
+    images_seen: int   # training samples
     train_time_s: float
     epochs: int
     monitors: dict = field(default_factory=dict)          # last epoch's collapse metrics
     monitor_history: list = field(default_factory=list)
+    views_seen: int = 0  # augmented views (SimCLR: 2 per sample, DINO: 2 + local crops)
     collapsed: bool = False
     checkpoint: str | None = None
 
@@ -315,16 +296,21 @@ def uses_channels_last(cfg: TrainConfig, images: torch.Tensor) -> bool:
 
 def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, run_dir: str | Path,
         num_classes: int | None = None, progress: bool = True, resume: bool = False,
-        callbacks: Sequence[Callback] = ()) -> TrainResult:
+        callbacks: Sequence[Callback] = (), log: Callable[[str], None] | None = print) -> TrainResult:
     """Train ``method`` on uint8 ``images`` (labels feed only the online probe); checkpoints under run_dir.
     ``cfg.devices`` x ``cfg.num_nodes`` processes train with Lightning's DDP / FSDP (its launcher starts the
-    processes, or torchrun / SLURM srun did); ``callbacks`` are added to the Trainer's (``bench perf`` times steps)."""
+    processes, or torchrun / SLURM srun did); ``callbacks`` are added to the Trainer's (``bench perf`` times steps).
+    ``progress``: a progress bar when stdout is a terminal; without one (not a terminal, or ``progress=False``)
+    rank 0 sends one line per epoch to ``log`` (:class:`bench.callbacks.EpochLines`; ``None``: silent)."""
     run_dir = Path(run_dir)
     _check_execution(cfg, method)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     num_classes = num_classes or int(labels.max()) + 1
-    module = SSLModule(method, cfg, num_classes, steps_per_epoch=len(loader), sampler=loader.sampler)
+    probe = OnlineProbe(method.encoder.embed_dim, num_classes) if cfg.online_probe else None
+    module = SSLModule(method, cfg, steps_per_epoch=len(loader), sampler=loader.sampler,
+                       extra_param_groups=probe.param_groups(cfg.optimizer) if probe else ())
+    monitor = CollapseMonitor(stop_on_collapse=cfg.stop_on_collapse)
     if uses_channels_last(cfg, images):
         method.to(memory_format=torch.channels_last)
     if cfg.compile:
@@ -333,17 +319,21 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     last = run_dir / "checkpoints" / "last.ckpt"
-    callbacks = [ckpt, CheckpointOnInterrupt(last), *callbacks]
-    if progress:
+    bar = progress and is_terminal()
+    # EpochLines reads what the probe and the monitors logged: it comes after them
+    callbacks = [ckpt, CheckpointOnInterrupt(last), *([probe] if probe else []), monitor, *callbacks]
+    if bar:
         from lightning.pytorch.callbacks import RichProgressBar
         callbacks.append(RichProgressBar(leave=True))
+    elif log is not None:
+        callbacks.append(EpochLines(log))
     had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator="auto", precision=_precision(cfg),
         devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         sync_batchnorm=cfg.sync_batchnorm and cfg.world_size > 1 and torch.cuda.is_available(),  # GPU-only in torch
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=CSVLogger(run_dir, name="logs", version=f"resumed-{int(time.time())}" if resume else ""), default_root_dir=run_dir,
-        gradient_clip_val=cfg.grad_clip, enable_progress_bar=progress, enable_model_summary=False,
+        gradient_clip_val=cfg.grad_clip, enable_progress_bar=bar, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(loader))), use_distributed_sampler=False, num_sanity_val_steps=0,
     )
     module.session_start = time.perf_counter()
@@ -371,10 +361,11 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
             if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
                 # the group Lightning made for training ends with it: rank 0 goes on alone (probing, records)
                 torch.distributed.destroy_process_group()
-    history = module.monitor_history
+    history = monitor.history
     monitors = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
     return TrainResult(
-        encoder=method.encoder, images_seen=module.images_seen, train_time_s=module.train_time_s,
+        encoder=method.encoder, images_seen=module.images_seen, views_seen=module.views_seen,
+        train_time_s=module.train_time_s,
         epochs=trainer.current_epoch, monitors=monitors, monitor_history=history,
         collapsed=bool(history) and is_collapsed(history[-1]), checkpoint=str(last) if last.exists() else None,
     )

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
-import sys
 from difflib import get_close_matches
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from bench.errors import PluginError
+from bench.io import import_file
 from methods.base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -103,14 +102,9 @@ def _pick_class(module, class_name: str | None, origin: str) -> type[Method]:
 def _load_file(path: Path, class_name: str | None) -> type[Method]:
     if not path.is_file():
         raise PluginError(f"plugin file not found: {path}")
-    mod_name = f"ssl_bench_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, "ssl_bench_plugin")
     except Exception as e:  # a plugin that fails to import: name the file and the error
-        del sys.modules[mod_name]
         raise PluginError(f"plugin file {path} failed to import: {type(e).__name__}: {e}") from e
     return _pick_class(module, class_name, f"plugin file {path}")
 

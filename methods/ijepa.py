@@ -6,6 +6,9 @@ For one view x with patch grid N: target blocks T_1..T_M and a context block C (
     s_x = f_student(x[C])                (context encoder sees only context patches)
     L   = mean_j  || g(s_x, pos(T_j)) - s_y ||^2      (g: narrow ViT predictor with mask tokens)
 
+Masks are drawn from torch's global RNG, which the trainer seeds at every step from (run seed, step, rank)
+(``bench.train.step_seed``): two run seeds see different masks, and a run resumed at any step replays its own.
+
 Optional (off by default): C-JEPA's (Mo & Tong, 2024) VICReg terms on the context tokens against dimensional
 collapse, ``var_weight * v(s_x) + cov_weight * c(s_x)`` over all context tokens of the batch (methods.base.
 variance_covariance).
@@ -57,7 +60,7 @@ class IJEPA(Method):
 
     def __init__(self, backbone, pred_dim: int = 96, pred_depth: int = 4, pred_heads: int = 3, num_targets: int = 4,
                  target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
-                 ema: float = 0.996, loss: str = "l2", seed: int = 0, var_weight: float = 0.0,
+                 ema: float = 0.996, loss: str = "l2", var_weight: float = 0.0,
                  cov_weight: float = 0.0):
         super().__init__(backbone)
         if not getattr(backbone, "is_vit", False):
@@ -70,7 +73,6 @@ class IJEPA(Method):
                             target_aspect=tuple(target_aspect), context_scale=tuple(context_scale))
         self.loss_kind = loss
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
-        self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.patch = getattr(backbone, "patch", None) or backbone.model.patch_embed.patch_size[0]
 
     def target_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +100,7 @@ class IJEPA(Method):
     def training_loss(self, views):
         x = views[0]
         b, gh, gw = len(x), x.shape[-2] // self.patch, x.shape[-1] // self.patch
-        ctx_idx, tgt_idx = sample_ijepa_masks(b, (gh, gw), self.generator, **self.mask_kw)
+        ctx_idx, tgt_idx = sample_ijepa_masks(b, (gh, gw), None, **self.mask_kw)
         ctx_idx, tgt_idx = ctx_idx.to(x.device), tgt_idx.to(x.device)
         j, kt = tgt_idx.shape[1], tgt_idx.shape[2]
         h, pooled = self.target_tokens(x)
@@ -113,7 +115,6 @@ class IJEPA(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(self.backbone, step, total_steps)
-        self.generator.manual_seed(self.seed * 1_000_003 + step + 1)  # masks depend on the step: resumable
 
     @property
     def encoder(self) -> nn.Module:

@@ -1,7 +1,8 @@
 """Multi-block masks for I-JEPA / V-JEPA, sampled for a whole batch at once (no per-image loop).
 
 As in the official collator, block *sizes* are drawn once per batch (so every image keeps the
-same number of tokens and tensors stay rectangular) and block *positions* per image.
+same number of tokens and tensors stay rectangular) and block *positions* per image. ``generator=None``
+draws from torch's global RNG (what the methods do: the trainer seeds it per step from the run seed).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 
 def block_size(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float],
-               generator: torch.Generator) -> tuple[int, int]:
+               generator: torch.Generator | None) -> tuple[int, int]:
     """(h, w) of a block covering a fraction ~U(scale) of the grid with aspect h/w ~ U(aspect) (log-uniform)."""
     gh, gw = grid
     s = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
@@ -25,7 +26,7 @@ def block_size(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[
 
 
 def block_masks(batch: int, grid: tuple[int, int], num_blocks: int, size: tuple[int, int],
-                generator: torch.Generator) -> torch.Tensor:
+                generator: torch.Generator | None) -> torch.Tensor:
     """(batch, num_blocks, gh*gw) bool: each block an h x w rectangle at a random position per image."""
     gh, gw = grid
     h, w = size
@@ -51,9 +52,9 @@ def mask_to_index(mask: torch.Tensor) -> torch.Tensor:
     return torch.sort(mask.float(), dim=-1, descending=True, stable=True).indices[..., :k].sort(-1).values
 
 
-def sample_ijepa_masks(batch: int, grid: tuple[int, int], generator: torch.Generator, *, num_targets: int = 4,
-                       target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
-                       min_context: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_ijepa_masks(batch: int, grid: tuple[int, int], generator: torch.Generator | None, *,
+                       num_targets: int = 4, target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),
+                       context_scale=(0.85, 1.0), min_context: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """I-JEPA masks. Returns ``context_idx`` (B, Kc) and ``target_idx`` (B, num_targets, Kt):
     target blocks at scale ~ target_scale, one context block at scale ~ context_scale (aspect 1)
     with every target patch removed; each image keeps the batch-wide minimum context count
@@ -71,14 +72,14 @@ def sample_ijepa_masks(batch: int, grid: tuple[int, int], generator: torch.Gener
     return _random_subset(context, keep, generator), mask_to_index(targets)
 
 
-def _random_subset(mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+def _random_subset(mask: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
     """(B, N) bool -> (B, k) sorted indices of k random True entries per row (every row has >= k)."""
     scores = torch.where(mask, torch.rand(mask.shape, generator=generator), torch.full(mask.shape, -1.0))
     return scores.topk(k, dim=1).indices.sort(1).values
 
 
-def sample_vjepa_masks(batch: int, grid: tuple[int, int, int], generator: torch.Generator, *, num_blocks: int = 8,
-                       scale=(0.15, 0.15), aspect=(0.75, 1.5)) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_vjepa_masks(batch: int, grid: tuple[int, int, int], generator: torch.Generator | None, *,
+                       num_blocks: int = 8, scale=(0.15, 0.15), aspect=(0.75, 1.5)) -> tuple[torch.Tensor, torch.Tensor]:
     """V-JEPA 3-D multi-block masks over a (t, h, w) token grid: ``num_blocks`` spatial blocks whose
     union is masked in *every* frame (tubes through time, so the target cannot be copied from a
     neighbouring frame); the context is the rest. Short-range: 8 blocks at scale 0.15; long-range:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from torch import nn
 
@@ -17,11 +18,13 @@ PROBES = ("knn", "linear", "attentive", *LOWSHOT_PROBES)
 
 
 def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, device=None,
-                     cache_dir=None) -> dict:
+                     cache_dir=None, log: Callable[[str], None] | None = print) -> dict:
     """Features of both splits (cached), then each probe: hyper-parameters selected on a hold-out of
     train, chosen probe refit on all train and scored once on ``test``. ``train``/``test`` are
     ``bench.data.ImageData`` (or ``ClipData``: clips, pooled clip features for k-NN / linear, all tubelet
-    tokens for the attentive probe); ``protocol`` a ``bench.benchmarks.Benchmark``."""
+    tokens for the attentive probe); ``protocol`` a ``bench.benchmarks.Benchmark``. ``log`` gets a line when
+    feature extraction starts and ends and one per probe as it finishes (``None``: silent)."""
+    log = log or (lambda msg: None)
     probes = tuple(probes or getattr(protocol, "probes", ("knn", "linear")))
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -30,10 +33,13 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     start = time.perf_counter()
     kw = dict(img_size=protocol.img_size, crop_pct=protocol.crop_pct, device=device, cache_dir=cache_dir)
     # low-shot-only protocols never need the features of all of train
+    need_train = bool({"knn", "linear"} & set(probes))
+    log(f"features: {_splits(train, test, need_train)} at {protocol.img_size} px ...")
     tr = extract_features(encoder, train.images, data_key=f"{train.split}:{train.fingerprint}", **kw) \
-        if {"knn", "linear"} & set(probes) else None
+        if need_train else None
     te = extract_features(encoder, test.images, data_key=f"{test.split}:{test.fingerprint}", **kw)
     times["features"] = time.perf_counter() - start
+    log(f"features: {te.shape[-1]}-d, {times['features']:.0f}s")
     common = dict(holdout_frac=protocol.holdout_frac, seed=protocol.split_seed, num_classes=len(train.classes))
     report: dict = {"scores": {}, "selected": {}, "holdout": {}, "probe_time_s": times}
     tr_tok = te_tok = None
@@ -41,13 +47,16 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
         start = time.perf_counter()
         if name == "attentive":
             if not hasattr(encoder, "tokens"):
+                log("probe attentive skipped: the encoder has no tokens()")
                 continue  # encoders without tokens get no attentive score (the leaderboard shows a blank)
             t0 = time.perf_counter()
+            log(f"tokens: {_splits(train, test, True)} ...")
             tr_tok = extract_features(encoder, train.images, data_key=f"{train.split}:{train.fingerprint}",
                                       tokens=True, **kw)
             te_tok = extract_features(encoder, test.images, data_key=f"{test.split}:{test.fingerprint}",
                                       tokens=True, **kw)
             times["tokens"] = time.perf_counter() - t0
+            log(f"tokens: {tr_tok.shape[1]} x {tr_tok.shape[2]}-d per image, {times['tokens']:.0f}s")
             start = time.perf_counter()
             res = _fit_probe(name, tr_tok, te_tok, train.labels, test.labels, protocol, common, device)
         elif name in LOWSHOT_PROBES:
@@ -56,6 +65,7 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
         else:
             res = _fit_probe(name, tr, te, train.labels, test.labels, protocol, common, device)
         times[name] = time.perf_counter() - start
+        log(_probe_line(name, res, times[name]))
         report["scores"][f"{name}_top1"] = round(res.top1, 2)
         report["scores"][f"{name}_top5"] = round(res.top5, 2)
         report["selected"][name] = res.selected
@@ -72,10 +82,23 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
             start = time.perf_counter()
             res = _fit_probe(name, *feats, ytr, yte, protocol, col_common, device)
             times[f"{column}_{name}"] = time.perf_counter() - start
+            log(_probe_line(f"{column}_{name}", res, times[f"{column}_{name}"]))
             report["scores"][f"{column}_{name}_top1"] = round(res.top1, 2)
             report["selected"][f"{column}_{name}"] = res.selected
             report["holdout"][f"{column}_{name}_top1"] = round(res.holdout_top1, 2)
     return report
+
+
+def _splits(train, test, with_train: bool) -> str:
+    """'train 9469 + val 3925 images' (the eval split alone when train's features are not needed)."""
+    parts = [f"{train.split} {len(train.images)}"] if with_train else []
+    return " + ".join([*parts, f"{test.split} {len(test.images)}"]) + " images"
+
+
+def _probe_line(name: str, res, seconds: float) -> str:
+    """'probe knn top1 45.2 (k=20 temperature=0.07) 12s'."""
+    chosen = " ".join(f"{k}={v}" for k, v in res.selected.items())
+    return f"probe {name} top1 {res.top1:.1f}" + (f" ({chosen})" if chosen else "") + f" {seconds:.0f}s"
 
 
 def _fit_probe(name: str, train_feats, test_feats, train_labels, test_labels, protocol, common: dict, device):

@@ -1,12 +1,46 @@
-"""Fixtures shared by the test modules: a tiny image folder and the `bench` flags that run on it."""
+"""Fixtures shared by the test modules: a tiny image folder and the `bench` flags that run on it, and the
+``needs_imagenette64`` mark.
+
+A test that reads the real imagenette64 (under the data root: ``--data-root`` / ``$BENCH_DATA_ROOT`` /
+``../shared/datasets``) is marked ``@pytest.mark.needs_imagenette64``: it is skipped, with the reason, where
+the data is absent (a fresh clone). Every other test runs with ``$BENCH_DATA_ROOT`` pointing to a folder that
+does not exist, as on a fresh clone, whatever the machine holds: a test that needs the data but lacks the
+mark fails everywhere, also where the data is present, so the mark cannot be forgotten unnoticed (and
+``.ci/run`` need only rerun the marked tests with the data hidden)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+
+NO_IMAGENETTE64 = ("imagenette64 is not under the data root (a fresh clone has none): build it with "
+                   "`bench data prepare imagenette64 SOURCE` or set BENCH_DATA_ROOT to the folder holding it")
+
+
+@functools.cache
+def imagenette64_present() -> bool:
+    """Whether the data root the loaders find (the environment the tests started in) holds imagenette64."""
+    from bench.data import dataset_root
+    from bench.errors import DataError
+    try:
+        dataset_root("imagenette64")
+    except DataError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _data_root_only_where_marked(request, monkeypatch, tmp_path_factory):
+    """``needs_imagenette64`` tests: skipped without the data. All others: no data root (see the module doc)."""
+    if request.node.get_closest_marker("needs_imagenette64"):
+        if not imagenette64_present():
+            pytest.skip(NO_IMAGENETTE64)
+        return
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path_factory.getbasetemp() / "no-data-root"))
 
 
 @pytest.fixture(scope="module")

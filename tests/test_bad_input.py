@@ -76,9 +76,9 @@ def image_smaller_than_crop(tmp):
     return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
 
 
-def mixed_sizes(tmp):
+def float_image_out_of_range(tmp):
     root = _folder(tmp / "ds")
-    Image.new("RGB", (48, 40)).save(root / "train" / "b" / "odd.png")
+    Image.new("F", (32, 32), 300.0).save(root / "train" / "b" / "odd.tif")  # no defined 8-bit scale
     return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
 
 
@@ -203,7 +203,7 @@ CASES = {
     "empty class folder": (empty_class, "c_empty"),
     "missing val split": (no_val_split, "val"),
     "image smaller than the crop": (image_smaller_than_crop, "8x8 px, smaller than"),
-    "mixed image sizes": (mixed_sizes, "odd.png"),
+    "float image outside [0, 1]": (float_image_out_of_range, "odd.tif: float pixels outside"),
     "plugin file missing": (plugin_missing_file, "nope.py"),
     "plugin without a Method": (plugin_without_method, "plugin.py"),
     "plugin syntax error": (plugin_syntax_error, "plugin.py"),

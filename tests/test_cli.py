@@ -20,6 +20,7 @@ def test_every_command_has_help(capsys):
         assert "usage: bench" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
     results = tmp_path / "results"
     for method, epochs in (("simclr", "1"), ("random", "0")):
@@ -30,7 +31,8 @@ def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
     bench_id = records[0].benchmark.id
     assert bench_id.startswith("custom-") and all(r.benchmark.id == bench_id for r in records)
     rec = next(r for r in records if r.method == "simclr")
-    assert rec.status == "ok" and rec.images_seen == 2 * 16 * 4 and rec.epochs == 1  # 72 imgs -> 4 steps of 16
+    assert rec.status == "ok" and rec.images_seen == 16 * 4 and rec.epochs == 1  # 72 imgs -> 4 steps of 16
+    assert rec.views_seen == 2 * 16 * 4  # SimCLR: two views of each
     assert set(rec.scores) == {f"{p}_top{k}" for p in ("knn", "linear", "attentive") for k in (1, 5)}
     assert rec.data.fingerprint and rec.config_hash and rec.env["torch"] and rec.selected["knn"]["k"] in (10, 20, 50, 100)
     capsys.readouterr()
@@ -42,6 +44,7 @@ def test_run_probe_and_leaderboard(tmp_path, cli_args, capsys):
                                                                        "leaderboard.tex"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     from bench.benchmarks import adhoc_benchmark
     from bench.config import make_config
@@ -67,7 +70,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["epochs"] == 2
-    assert info["train"]["images_seen"] == 2 * 2 * 16 * 4  # both epochs counted
+    assert (info["train"]["images_seen"], info["train"]["views_seen"]) == (2 * 16 * 4, 2 * 2 * 16 * 4)  # both epochs
     assert len(info["train"]["monitor_history"]) == 2
     assert info["train"]["train_time_s"] > 1000.0  # the earlier process's training time is added, not reset
     # each training session is kept (code, machine, versions), and the record carries them
@@ -103,6 +106,7 @@ def _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_
             assert torch.allclose(resumed[name], value, atol=1e-5, rtol=1e-4), name
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_folder, cli_args):
     """SIGKILL after a checkpoint is on disk; `bench train --resume` finishes the planned epochs and ends
     with the same weights as a run that was never interrupted (data order and augmentation replay)."""
@@ -133,11 +137,12 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path, tiny_fold
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["epochs"] == epochs
-    assert info["train"]["images_seen"] == epochs * 2 * 16 * 4
+    assert info["train"]["views_seen"] == epochs * 2 * 16 * 4
     assert len(info["train"]["monitor_history"]) == epochs
     _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_folder, cli_args, monkeypatch, capsys):
     """SIGTERM (SLURM preemption) in the middle of an epoch: the run saves last.ckpt at that step, exits 143
     with a one-line message, and `--resume` skips the batches already trained on and replays the rest, ending
@@ -168,5 +173,5 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_
     assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "trained" and info["train"]["images_seen"] == epochs * 2 * 16 * 4
+    assert info["status"] == "trained" and info["train"]["views_seen"] == epochs * 2 * 16 * 4
     _assert_same_encoder_as_an_uninterrupted_run(run_dir, epochs, tmp_path, cli_args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,7 @@ def _fit(method, rank: int, out_dir, name: str, port: int):
     labels = torch.arange(len(images)) % 3
     res = fit(method, images, labels, cfg, out_dir / f"{name}-rank{rank}", num_classes=3, progress=False)
     return {"encoder": {k: v.clone() for k, v in res.encoder.state_dict().items()}, "images_seen": res.images_seen,
+            "views_seen": res.views_seen,
             "monitors": res.monitors, "group_left": torch.distributed.is_initialized(),
             "checkpoint": res.checkpoint}
 
@@ -139,6 +141,7 @@ def ranks(tmp_path_factory):
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nt_xent", "barlow"])
 def test_gathered_loss_and_gradient_equal_the_single_process_ones(ranks, name):
     from methods.barlow_twins import barlow_twins_loss
@@ -170,6 +173,7 @@ def test_single_process_nt_xent_is_unchanged():
     assert torch.equal(nt_xent_loss(z1, z2, 0.2), want)
 
 
+@pytest.mark.slow
 def test_dino_centre_uses_the_global_batch_mean(ranks):
     dino = _dino(_flat_encoder())
     dino.training_loss(_dino_views())
@@ -177,6 +181,7 @@ def test_dino_centre_uses_the_global_batch_mean(ranks):
         assert torch.allclose(r["dino_center"], dino.center, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sinkhorn_targets_are_computed_over_the_global_batch(ranks):
     from methods.dino import sinkhorn_knopp
     want = sinkhorn_knopp(_embeddings()[0], 0.1)
@@ -186,6 +191,7 @@ def test_sinkhorn_targets_are_computed_over_the_global_batch(ranks):
     assert torch.allclose(torch.cat([r["sinkhorn_uneven"] for r in ranks]), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dino_centre_of_uneven_rows_is_the_global_row_mean(ranks):
     """Masked patches differ in number per rank: the patch centre still moves towards the mean over all rows."""
     rows = _embeddings()[0]
@@ -204,6 +210,7 @@ def test_sampler_shards_each_global_batch_across_ranks():
         assert torch.equal(torch.cat([s[i] for s in shards]), batch)
 
 
+@pytest.mark.slow
 def test_sampler_under_ddp_is_disjoint_and_resumes(ranks):
     from bench.train import EpochBatchSampler
     single = list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3))
@@ -214,6 +221,7 @@ def test_sampler_under_ddp_is_disjoint_and_resumes(ranks):
             assert torch.equal(torch.cat([g[i] for g in got]), batch)  # disjoint halves of the same global batch
 
 
+@pytest.mark.slow
 def test_distributed_features_have_every_sample_once_in_order(ranks):
     from probes.features import extract_features
     single = extract_features(_flat_encoder(), _images(11), img_size=8, batch_size=4, device="cpu")
@@ -223,6 +231,7 @@ def test_distributed_features_have_every_sample_once_in_order(ranks):
             assert torch.allclose(r[key], single, atol=1e-6), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fit_simclr", "fit_dino"])
 def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
     a, b = ranks[0][name], ranks[1][name]
@@ -234,7 +243,8 @@ def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
     for k in params:
         assert torch.allclose(a["encoder"][k], b["encoder"][k], atol=1e-6), k
     views = 2 if name == "fit_simclr" else 4  # DINO: 2 global + 2 local crops
-    assert a["images_seen"] == b["images_seen"] == 2 * GLOBAL_BATCH * views  # counts the global batch
+    assert a["images_seen"] == b["images_seen"] == 2 * GLOBAL_BATCH  # counts the global batch
+    assert a["views_seen"] == b["views_seen"] == 2 * GLOBAL_BATCH * views
     assert a["monitors"] == b["monitors"] and a["monitors"]  # computed on gathered features: one decision
     assert not a["group_left"] and not b["group_left"]  # the process group fit made is gone after it
     assert a["checkpoint"] and not b["checkpoint"]  # rank 0 writes checkpoints
@@ -242,3 +252,37 @@ def test_lightning_ddp_fit_keeps_ranks_in_sync(ranks, name):
         assert torch.allclose(a["center"], b["center"], atol=1e-6)
         for k in (k for k in a["teacher"] if "running_" not in k and "num_batches" not in k):
             assert torch.allclose(a["teacher"][k], b["teacher"][k], atol=1e-6), k  # identical EMA updates
+
+
+def _run_benchmark_rank(rank: int, port: int, folder: str, base: str, out_dir):
+    """One process of a 2-process `bench run` as torchrun / srun start it: the library decides what this rank owns."""
+    from bench.benchmarks import adhoc_benchmark
+    from bench.config import make_config
+    from bench.runner import run_benchmark
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      GROUP_RANK="0", WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
+    cfg = make_config("simclr", epochs=1, batch_size=16, devices=WORLD, strategy="ddp", precision="32-true",
+                      backbone_kwargs={"stem": "imagenet"}, method_kwargs={"proj_hidden_dim": 64, "proj_dim": 32})
+    root = Path(base) / f"rank{rank}"  # each rank its own folders: what a rank > 0 writes would show up
+    rec = run_benchmark(cfg, adhoc_benchmark(f"imagefolder:{folder}"), results_dir=root / "results",
+                        runs_dir=root / "runs", cache_dir=Path(base) / "cache", progress=False, probes=("knn",))
+    torch.save({"record": None if rec is None else rec.model_dump(mode="json")}, out_dir / f"run{rank}.pt")
+
+
+@pytest.mark.slow
+def test_run_benchmark_on_rank_above_zero_trains_but_owns_nothing(tmp_path, tiny_folder):
+    """run_benchmark itself tells the ranks apart (no CLI involved): rank 0 writes the run folder and the record,
+    rank 1 trains in lock-step in a temporary folder and returns None, leaving no file behind."""
+    import torch.multiprocessing as mp
+
+    from bench.benchmarks import adhoc_benchmark
+    from bench.runner import load_benchmark_data
+    load_benchmark_data(adhoc_benchmark(f"imagefolder:{tiny_folder}"), cache_dir=tmp_path / "cache")  # decoded once
+    mp.spawn(_run_benchmark_rank, args=(_free_port(), str(tiny_folder), str(tmp_path), tmp_path), nprocs=WORLD,
+             join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"run{r}.pt", weights_only=False)["record"] for r in range(WORLD))
+    assert rank0["status"] == "ok" and rank0["epochs"] == 1 and "knn_top1" in rank0["scores"]
+    assert rank0["images_seen"] == 16 * 4  # the global batch of 16, 72 images -> 4 steps (of 2 views each)
+    assert len(list((tmp_path / "rank0" / "runs").glob("*/*/encoder.pt"))) == 1
+    assert rank1 is None and not (tmp_path / "rank1").exists()

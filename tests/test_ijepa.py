@@ -96,8 +96,12 @@ def test_jepa_anti_collapse_terms_add_to_the_loss_and_are_off_by_default(video):
         return IJEPA(create_backbone("vit_tiny", 32, patch_size=8, depth=1, class_token=False, global_pool="avg"),
                      pred_depth=1, **kw)
     x = torch.randn(4, 4, 3, 16, 16) if video else torch.randn(4, 3, 32, 32)
-    plain, reg = make(), make(var_weight=2.0, cov_weight=0.5)  # same weights, same mask generator seed
-    out0, out1 = plain.training_loss([x]), reg.training_loss([x])
+    plain, reg = make(), make(var_weight=2.0, cov_weight=0.5)  # same weights
+
+    def loss(method):
+        torch.manual_seed(1)  # the same masks for both (drawn from the global RNG, as the trainer seeds it)
+        return method.training_loss([x])
+    out0, out1 = loss(plain), loss(reg)
     assert "variance" not in out0 and out1["variance"] > 0 and out1["covariance"] > 0
     extra = out1["loss"] - out0["loss"]
     assert extra.item() == pytest.approx((2.0 * out1["variance"] + 0.5 * out1["covariance"]).item(), rel=1e-4)
@@ -105,3 +109,52 @@ def test_jepa_anti_collapse_terms_add_to_the_loss_and_are_off_by_default(video):
     penalty.backward()  # the penalty trains the (context) encoder, never the teacher
     assert reg.backbone.model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in reg.teacher.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("video", [False, True])
+def test_jepa_masks_follow_the_run_seed(video, tmp_path, monkeypatch):
+    """The trainer seeds every step from (run seed, step): the same run seed replays the same masks, another run
+    seed draws other masks (before, every run seed shared one mask sequence)."""
+    import methods.ijepa
+    import methods.vjepa
+    from bench.config import TrainConfig
+    from bench.train import fit
+    from methods.ijepa import IJEPA
+    from methods.vjepa import VJEPA
+    from bench.backbones import create_backbone
+
+    module = methods.vjepa if video else methods.ijepa
+    name = "sample_vjepa_masks" if video else "sample_ijepa_masks"
+    drawn: list[torch.Tensor] = []
+    real = getattr(module, name)
+
+    def recording(*args, **kw):
+        ctx, tgt = real(*args, **kw)
+        drawn.append(tgt.clone())
+        return ctx, tgt
+    monkeypatch.setattr(module, name, recording)
+    g = torch.Generator().manual_seed(0)
+    shape = (16, 4, 3, 16, 16) if video else (16, 3, 32, 32)
+    images, labels = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8), torch.arange(16) % 2
+
+    def masks_of(seed: int) -> list[torch.Tensor]:
+        drawn.clear()
+        torch.manual_seed(0)
+        if video:
+            backbone = create_backbone("video_vit_tiny", 16, patch_size=8, tubelet=2, depth=1)
+            method = VJEPA(backbone, pred_depth=1, short_range=(2, 0.15), long_range=(1, 0.5))
+        else:
+            backbone = create_backbone("vit_tiny", 32, patch_size=8, depth=1, class_token=False, global_pool="avg")
+            method = IJEPA(backbone, pred_depth=1)
+        cfg = TrainConfig(method=method.name, backbone="video_vit_tiny" if video else "vit_tiny",
+                          img_size=16 if video else 32, epochs=1, batch_size=8, optimizer="adamw", lr=1e-4,
+                          seed=seed, precision="32-true", online_probe=False)
+        fit(method, images, labels, cfg, tmp_path / f"s{seed}-{len(list(tmp_path.iterdir()))}", num_classes=2,
+            progress=False)
+        return list(drawn)
+
+    first, again, other = masks_of(0), masks_of(0), masks_of(1)
+    assert len(first) == len(other) >= 2  # 2 steps (x 2 mask families for V-JEPA)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(first, other))

@@ -350,3 +350,84 @@ def test_plot_labels_name_recipe_then_config_only_where_ambiguous():
                        "config": ["a", "b", "c", "d", "e"]})
     assert list(point_labels(df)) == ["random (vit_tiny, random_vit)", "random (vit_tiny, random_vit_cls)",
                                       "ijepa (vit_tiny, ijepa, c)", "ijepa (vit_tiny, ijepa, d)", "simclr (resnet18)"]
+
+
+def test_a_row_label_names_the_objectives_its_config_adds():
+    """dino with iBOT's patch term and KoLeo is not plain DINO; V-JEPA with C-JEPA's terms says so; others
+    (a plugin with its own var_weight, e.g. VICReg) keep their name."""
+    from bench.leaderboard import method_label
+    assert method_label("dino", {"method_kwargs": {"patch_loss_weight": 1.0, "koleo_weight": 0.1}}) == \
+        "dino + iBOT + KoLeo"
+    assert method_label("dino", {"method_kwargs": {"patch_loss_weight": 0.0}}) == "dino"
+    assert method_label("vjepa", {"method_kwargs": {"var_weight": 1.0, "cov_weight": 0.04}}) == \
+        "vjepa + C-JEPA var/cov"
+    assert method_label("vicreg", {"method_kwargs": {"var_weight": 25.0}}) == "vicreg"
+    config = {"method": "dino", "seed": 0, "method_kwargs": {"patch_loss_weight": 1.0}}
+    ibot = registered_rec("dino", 0, 50.0, config=config, config_hash=config_hash(config))
+    df = build_leaderboard([ibot, registered_rec("dino", 0, 40.0)], BID)
+    assert list(df["label"]) == ["dino + iBOT", "dino"] and list(df["method"]) == ["dino", "dino"]
+    md = render_leaderboard(df, "md")
+    assert "| 1 | dino + iBOT | resnet18 |" in md and "| 2 | dino | resnet18 |" in md
+
+
+def test_errata_leave_runs_out_of_the_means_and_are_listed(tmp_path):
+    """results/errata.yaml marks committed records that are known to be wrong (they are never edited): an excluded
+    run counts in no mean, std or n, and the markdown / html pages say which and why."""
+    from bench.records import load_errata
+    runs = [registered_rec("ijepa", s, v) for s, v in enumerate([50.0, 50.0, 54.0])]
+    for r in runs:
+        write_record(r, tmp_path / "results")
+    (tmp_path / "results" / "errata.yaml").write_text(
+        f"- runs: [{runs[1].run_id}]\n  exclude: true\n  note: shares seed 0's masks\n")
+    df, paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", ("md", "html"))
+    assert df.loc[0, "n"] == 2 and df.loc[0, "linear_top1_mean"] == 52.0
+    assert runs[1].run_id not in df.loc[0, "run_ids"]
+    md, html = (p.read_text() for p in paths)
+    assert f"- {runs[1].run_id}: shares seed 0's masks (left out of the means)" in md
+    assert "shares seed 0&#x27;s masks" in html or "shares seed 0's masks" in html
+    (tmp_path / "results" / "errata.yaml").write_text("- runs: []\n  note: x\n")
+    with pytest.raises(BenchError, match="errata.yaml does not match the errata schema: runs: List should have"):
+        load_errata(tmp_path / "results")
+
+
+def test_the_committed_errata_cover_the_jepa_runs_that_shared_seed_0s_masks():
+    from bench.records import load_errata
+    errata = load_errata(ROOT / "results")
+    assert all(e.exclude for e in errata.values())
+    assert {"20261130T190126Z-ijepa-s1-7afb16", "20261130T054206Z-vjepa-s1-88a608"} <= set(errata)
+
+
+def test_duplicate_records_are_one_seed_and_the_table_says_which_was_kept(tmp_path):
+    """A record copied under a second file name, or re-probed under a new run_id, is not an extra seed."""
+    a, b = registered_rec("simclr", 0, 70.0), registered_rec("simclr", 1, 74.0)
+    again = a.model_copy(update={"run_id": new_run_id("simclr", 0), "created_at": "2025-02-01T00:00:00+00:00",
+                                 "scores": {"linear_top1": 71.0}})
+    df = build_leaderboard([a, b, a, again], BID)
+    assert df.loc[0, "n"] == 2 and df.loc[0, "linear_top1_mean"] == 72.5  # seed 0 counts once: its latest, 71.0
+    notes = df.attrs["notes"]
+    assert any(f"run {a.run_id} is in 2 record files: counted once" in n for n in notes)
+    assert any(f"not 2 seeds: kept the latest, {again.run_id}" in n for n in notes)
+    assert "Notes:" in render_leaderboard(df, "md")
+
+
+def test_records_on_different_data_are_different_rows():
+    """Ad-hoc (custom-*) ids: a changed folder has another fingerprint, and its runs are never averaged in."""
+    one = [rec("simclr", s, v, data=DataRef(spec="imagefolder:/d", fingerprint="a" * 64))
+           for s, v in [(0, 60.0), (1, 62.0)]]
+    two = [rec("simclr", 2, 100.0, data=DataRef(spec="imagefolder:/d", fingerprint="b" * 64))]
+    df = build_leaderboard(one + two, BID)
+    assert sorted(df["n"]) == [1, 2] and sorted(df["data"]) == ["aaaaaaaa", "bbbbbbbb"]
+    assert any("2 different data sets" in n for n in df.attrs["notes"])
+    md = render_leaderboard(df, "md")
+    assert "| data |" in md and "| aaaaaaaa |" in md
+
+
+def test_hostile_names_stay_cells_in_markdown_csv_and_the_plot(tmp_path):
+    r = registered_rec("=cmd|x\ny$a$", 0, 50.0)
+    df = build_leaderboard([r], BID)
+    md = render_leaderboard(df, "md")
+    assert "=cmd\\|x y$a$" in md and md.count("\n|") == 3  # header, rule, one row: no cell broke the table
+    csv = pd.read_csv(io.StringIO(render_leaderboard(df, "csv")))
+    assert csv.loc[0, "method"] == "'=cmd|x\ny$a$"  # a spreadsheet shows it as text, never runs it
+    html = render_leaderboard(df, "html", title=BID)  # mathtext would fail on '$a$' in a plot label
+    assert "<svg" in html

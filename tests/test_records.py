@@ -145,3 +145,21 @@ def test_concurrent_writers_do_not_clobber_each_other(tmp_path):
     assert not [p for p in (results / "imagenette-mini-v1").iterdir() if p.suffix != ".json"]  # no temp files
     md = (tmp_path / "lb" / "imagenette-mini-v1" / "leaderboard.md").read_text()
     assert md.startswith("## imagenette-mini-v1")  # whole, not torn
+
+
+def test_schema1_records_counted_views_as_images_seen(tmp_path):
+    """Schema 1 stored the augmented views in images_seen (SimCLR: 2 per image, DINO: 2 + local crops); read back,
+    images_seen counts training samples and views_seen the views; new records store both."""
+    old = make_record().model_dump(mode="json")
+    old.update(schema_version=1, images_seen=317440)
+    old.pop("views_seen")
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    r = load_record(path)
+    assert (r.images_seen, r.views_seen) == (158720, 317440)
+    dino = {**old, "method": "dino", "images_seen": 224000,
+            "config": {"method": "dino", "method_kwargs": {"local_crops": 2}}}
+    assert RunRecord.model_validate(dino).images_seen == 56000
+    assert RunRecord.model_validate({**old, "method": "my-plugin"}).images_seen is None  # unknown: not invented
+    new = make_record(images_seen=1000, views_seen=2000)
+    assert new.schema_version == 2 and RunRecord.model_validate(new.model_dump(mode="json")) == new

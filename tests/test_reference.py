@@ -24,6 +24,7 @@ def tiny_reference(tiny_folder, monkeypatch):
     return bench, setups
 
 
+@pytest.mark.slow
 def test_reference_runs_are_produced_once_and_an_interrupted_run_is_continued(tmp_path, tiny_reference):
     bench, (random, simclr) = tiny_reference
     kw = dict(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
@@ -46,6 +47,7 @@ def test_reference_runs_are_produced_once_and_an_interrupted_run_is_continued(tm
     assert len(missing_runs(bench, [0], kw["results_dir"])) == 1
 
 
+@pytest.mark.slow
 def test_a_failing_reference_run_does_not_stop_the_others(tmp_path, tiny_reference, monkeypatch):
     import bench.runner as runner
     from bench.errors import TrainingError
@@ -87,6 +89,7 @@ def test_a_benchmark_without_reference_setups_is_a_clear_error():
         missing_runs(get_benchmark("imagewoof-v1"), [0])
 
 
+@pytest.mark.slow
 def test_bench_reference_records_and_writes_the_leaderboard(tmp_path, monkeypatch):
     """The CLI end to end on the embedded imagenette-mini-v1 with one cheap setup (a random-init encoder)."""
     monkeypatch.setitem(reference.REFERENCE, "imagenette-mini-v1",

@@ -94,6 +94,7 @@ def test_list_runs_tells_recorded_trained_training_interrupted_and_empty_runs(tm
     assert list_runs(tmp_path / "nowhere", results) == []
 
 
+@pytest.mark.slow
 def test_training_holds_the_lock_and_reference_skips_a_run_another_process_trains(tmp_path, tiny_folder, monkeypatch):
     import bench.runner as runner
     bench = adhoc_benchmark(f"imagefolder:{tiny_folder}")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
-from bench.slurm import SIGNAL_DELAY_S, SlurmJob, executor_parameters, parse_spec, resume_steps, strip_slurm_flag
+from bench.cli import main, slurm_job
+from bench.slurm import SIGNAL_DELAY_S, ResumePlan, SlurmJob, executor_parameters, parse_spec, strip_slurm_flag
 
 submitit = pytest.importorskip("submitit")
 
@@ -84,6 +84,7 @@ def test_without_submitit_one_line(monkeypatch, fake_slurm, capsys):
     assert capsys.readouterr().err.strip() == 'error: --slurm needs submitit: pip install -e ".[slurm]"'
 
 
+@pytest.mark.slow
 def test_debug_cluster_runs_the_job_in_process(tmp_path, cli_args, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_SLURM_CLUSTER", "debug")
     assert main(["train", "--method", "simclr", "--epochs", "1", *cli_args(tmp_path),
@@ -94,6 +95,7 @@ def test_debug_cluster_runs_the_job_in_process(tmp_path, cli_args, monkeypatch, 
     assert len(list((tmp_path / "runs" / "slurm").glob("DEBUG_*"))) == 1
 
 
+@pytest.mark.slow
 def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, monkeypatch):
     """USR2 mid-epoch (SLURM's warning before the time limit): training stops with last.ckpt at that step,
     submitit's handler is asked to requeue, and the requeued job (checkpoint()) finishes the run."""
@@ -110,7 +112,7 @@ def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, 
     requeued = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's stand-in
     try:
-        job = SlurmJob([["train", "--method", "simclr", "--epochs", "1", *cli_args(tmp_path)]])
+        job = slurm_job(["train", "--method", "simclr", "--epochs", "1", *cli_args(tmp_path)])
         assert job() == 143 and requeued == [signal.SIGUSR2]
         (run_dir,) = (tmp_path / "runs").glob("custom-*/*")
         assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
@@ -122,13 +124,24 @@ def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, 
         signal.signal(signal.SIGUSR2, previous)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["images_seen"] == 2 * 16 * 4
-    assert SlurmJob([["train"]]).checkpoint() is None  # not warned: submitit does not requeue
+    assert SlurmJob([["train"]], main).checkpoint() is None  # not warned: submitit does not requeue
 
 
 def test_interrupted_run_resumes_then_probes():
     argv = ["--debug", "run", "--method", "simclr", "--benchmark", "imagenette64-v1", "--results", "res",
             "--runs-dir", "r", "--slurm", "partition=gpu"]
     run_dir = str(Path("r/x").resolve())
-    assert resume_steps(argv, "r/x") == [
+    assert slurm_job(argv).plan.steps("r/x") == [
         ["--debug", "train", "--resume", run_dir, "--benchmark", "imagenette64-v1"],
         ["--debug", "probe", run_dir, "--benchmark", "imagenette64-v1", "--results", "res"]]
+    assert ResumePlan(data=("--data", "d")).steps("r/x") == [["train", "--resume", run_dir, "--data", "d"]]
+
+
+def test_slurm_does_not_import_the_cli():
+    """The CLI hands the job its entry point and resume plan: bench.slurm stays below bench.cli."""
+    import ast
+    import bench.slurm
+    tree = ast.parse(Path(bench.slurm.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "bench.cli" not in imported and "bench" not in imported

@@ -32,6 +32,7 @@ def test_vicreg_loss_matches_the_formula_by_hand():
     assert mod.vicreg_loss(z1, z2).item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_submit_example_plugin_end_to_end(tmp_path, capsys):
     argv = ["submit", str(EXAMPLE), "--benchmark", BID, "--seeds", "2", "--epochs", "1",
             "--set", "batch_size=128", "--set", "backbone_kwargs.stem=imagenet",

@@ -80,6 +80,7 @@ def test_cosine_schedule_runs_from_start_to_end():
     assert cosine_schedule(0.04, 0.4, 10, 10) == pytest.approx(0.4) == cosine_schedule(0.04, 0.4, 12, 10)
 
 
+@pytest.mark.slow
 def test_weight_decay_end_schedules_the_decayed_group_only(tmp_path):
     """weight_decay_end: every step's decayed group (weights) gets the cosine wd of that step (DINO 0.04 -> 0.4);
     biases and norm weights keep 0; the key is left out of the config dump at its default (old hashes hold)."""
@@ -107,6 +108,7 @@ def test_weight_decay_end_schedules_the_decayed_group_only(tmp_path):
     assert make_config(None, method="simclr", weight_decay_end=0.4).model_dump()["weight_decay_end"] == 0.4
 
 
+@pytest.mark.slow
 def test_the_trainer_calls_on_after_backward_before_clipping_and_the_step(tmp_path):
     """Method.on_after_backward runs after every backward and before the optimiser step: a gradient it drops
     (DINO's frozen prototype layer) never reaches the step, so that parameter does not move (nor decay)."""
@@ -147,6 +149,7 @@ def test_collapse_monitors():
     assert on_a_line["effective_rank"] < 1.5 and is_collapsed(on_a_line)
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_cleanly_with_a_failed_record(tmp_path, mini):
     bench, data = mini
     plugin = tmp_path / "exploding.py"
@@ -164,6 +167,7 @@ def test_nan_loss_fails_cleanly_with_a_failed_record(tmp_path, mini):
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_collapse_is_flagged_and_can_stop_the_run(tmp_path, mini):
     bench, data = mini
     plugin = tmp_path / "constant.py"
@@ -177,6 +181,7 @@ def test_collapse_is_flagged_and_can_stop_the_run(tmp_path, mini):
     assert info["train"]["epochs"] < 3  # stopped early
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,collapses", [("naive-siamese", True), ("simclr", False)])
 def test_naive_siamese_is_flagged_as_collapsed_and_simclr_is_not(tmp_path, mini, method, collapses):
     """Two short epochs with the same optimiser settings: only the objective differs."""

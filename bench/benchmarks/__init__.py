@@ -12,7 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "Benchmark", "adhoc_benchmark", "available_benchmarks", "check_records", "get_benchmark"]
+__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks",
+           "benchmark_for", "check_records", "get_benchmark"]
+
+#: what a run without --benchmark is scored on (and, for image --data, whose protocol it takes)
+DEFAULT_BENCHMARK = "imagenette64-v1"
 
 #: fields left out of ``spec_hash``: they do not change what is measured (description, superseded_by,
 #: budget: each record's config says what ran), or are checked on their own (data_fingerprint)
@@ -173,6 +177,14 @@ def check_records(benchmark: Benchmark, records: list) -> None:
                               f"move the record out of the results folder")
 
 
+def benchmark_for(benchmark: str | None = None, data: str | None = None) -> Benchmark:
+    """What a run is scored on: ``benchmark`` (default DEFAULT_BENCHMARK), or with ``data`` its protocol on that
+    dataset (:func:`adhoc_benchmark`; the protocol then defaults by modality). Looks at no data."""
+    if data:
+        return adhoc_benchmark(data, base=benchmark)
+    return get_benchmark(benchmark or DEFAULT_BENCHMARK)
+
+
 def adhoc_benchmark(data: str, base: str | None = None) -> Benchmark:
     """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``). Its id is
     ``custom-<dataset>-v1``: such results never mix with the named benchmark's. ``base`` defaults to
@@ -183,7 +195,7 @@ def adhoc_benchmark(data: str, base: str | None = None) -> Benchmark:
 
     from bench.data import is_video_spec
     video = is_video_spec(data)
-    b = get_benchmark(base or ("moving-shapes" if video else "imagenette64-v1"))
+    b = get_benchmark(base or ("moving-shapes" if video else DEFAULT_BENCHMARK))
     if video != b.is_video:
         kind, other = ("video", "an image") if video else ("image", "a video")
         example = get_benchmark("moving-shapes").id if video else "imagenette64-v1"

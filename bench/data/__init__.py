@@ -5,7 +5,8 @@ A dataset spec is a string:
 - ``imagenette-mini``: the embedded default shipped inside the package (10 Imagenette classes at
   32 px, 200 train / 50 val per class; built by ``scripts/build_imagenette_mini.py``).
 - ``imagenette64``: Imagenette v2 at 64 px, found under the data root (``--data-root``, then
-  ``$BENCH_DATA_ROOT``, then ``../shared/datasets`` beside the repository or the working directory).
+  ``$BENCH_DATA_ROOT``, then ``../shared/datasets`` beside the repository or the working directory);
+  ``bench data prepare imagenette64 SOURCE`` rebuilds it there from its public source (:mod:`bench.data.prepare`).
 - ``imagefolder:PATH``: any ``PATH/<split>/<class>/<image>`` tree.
 - ``moving-shapes[:n_train=N,n_val=M]``: procedural clips uint8 (N, T, 3, S, S) (labels ``direction`` and
   ``shape``; see :mod:`bench.data.moving_shapes`); ``videofolder:PATH``: ``PATH/<split>/<class>/<video>``
@@ -20,7 +21,9 @@ A dataset spec is a string:
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
+import shlex
 from pathlib import Path
 
 from bench.data.imagefolder import ImageData, load_imagefolder, scan_imagefolder
@@ -40,22 +43,38 @@ DATASETS = {
                                     "rendered on the fly (video)"),
 }
 
-__all__ = ["DATASETS", "ImageData", "default_cache_dir", "dataset_root", "is_video_spec", "load_split",
-           "resolve_data_root", "scan_imagefolder"]
+#: named datasets of the data root that ``bench data prepare NAME SOURCE`` rebuilds: name -> the public source
+SOURCES = {"imagenette64": "https://github.com/thunderInfy/imagenette"}
+
+__all__ = ["DATASETS", "SOURCES", "ImageData", "data_fingerprint", "data_root_candidates", "dataset_root",
+           "default_cache_dir", "how_to_get", "is_video_spec", "load_split", "resolve_data_root", "scan_imagefolder",
+           "writable_data_root"]
+
+
+def data_fingerprint(splits: list[tuple[str, str]]) -> str:
+    """The data fingerprint of a benchmark (``BenchData.fingerprint``, pinned as ``Benchmark.data_fingerprint``):
+    sha256 over a ``split:fingerprint`` line per split (train, then eval), each split's fingerprint that of its
+    loader (image folders: :func:`bench.data.imagefolder.split_fingerprint`)."""
+    return hashlib.sha256("\n".join(f"{split}:{fp}" for split, fp in splits).encode()).hexdigest()
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "ssl-bench")
 
 
-def resolve_data_root(data_root: str | Path | None = None) -> Path:
-    """``data_root`` argument > ``$BENCH_DATA_ROOT`` > ``<repo>/../shared/datasets`` > ``./../shared/datasets``."""
+def data_root_candidates(data_root: str | Path | None = None) -> list[Path]:
+    """Where the data root may be, in order: the ``data_root`` argument, else ``$BENCH_DATA_ROOT``, else
+    ``<repo>/../shared/datasets`` and ``./../shared/datasets``. The one place that knows these locations."""
     if data_root:
-        candidates = [Path(data_root)]
-    elif os.environ.get("BENCH_DATA_ROOT"):
-        candidates = [Path(os.environ["BENCH_DATA_ROOT"])]
-    else:
-        candidates = [REPO_ROOT.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+        return [Path(data_root).expanduser()]
+    if os.environ.get("BENCH_DATA_ROOT"):
+        return [Path(os.environ["BENCH_DATA_ROOT"]).expanduser()]
+    return [REPO_ROOT.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path:
+    """The first existing folder of :func:`data_root_candidates`."""
+    candidates = data_root_candidates(data_root)
     for c in candidates:
         if c.is_dir():
             return c
@@ -63,9 +82,18 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
                     "pass --data-root or set BENCH_DATA_ROOT")
 
 
-def dataset_root(spec: str, data_root: str | Path | None = None) -> Path:
-    """The folder holding a spec's ``<split>/<class>/<image>`` tree."""
+def writable_data_root(data_root: str | Path | None = None) -> Path:
+    """Where a named dataset is written (``bench data prepare``): the data root that :func:`resolve_data_root`
+    finds, or, if none exists yet, the first place it looks (so that it finds what was written there)."""
+    candidates = data_root_candidates(data_root)
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def dataset_root(spec: str, data_root: str | Path | None = None, imagenet_root: str | Path | None = None) -> Path:
+    """The folder holding a spec's ``<split>/<class>/<image>`` tree (ImageNet specs: the ImageNet root)."""
     if spec.startswith("imagefolder:"):
+        if not spec.split(":", 1)[1]:
+            raise DataError(f"dataset {spec!r} names no folder: use imagefolder:PATH")
         root = Path(spec.split(":", 1)[1]).expanduser()
         if not root.is_dir():
             raise DataError(f"dataset {spec!r}: folder {root} does not exist")
@@ -77,17 +105,30 @@ def dataset_root(spec: str, data_root: str | Path | None = None) -> Path:
                         f"imagenet:WNID_LIST, videofolder:PATH or hf:NAME")
     if DATASETS[spec][0] == "imagenet-root":
         from bench.data.imagenet import resolve_imagenet_root
-        return resolve_imagenet_root(spec=spec)
+        return resolve_imagenet_root(imagenet_root, spec=spec)
     if DATASETS[spec][0] == "embedded":
         root = EMBEDDED_ROOT / spec
         if not root.is_dir():
             raise DataError(f"embedded dataset {spec!r} is missing from the package ({root}); "
                             "rebuild it with scripts/build_imagenette_mini.py")
         return root
-    root = resolve_data_root(data_root) / spec
+    candidates = data_root_candidates(data_root)
+    root = writable_data_root(data_root) / spec
     if not root.is_dir():
-        raise DataError(f"dataset {spec!r} not found at {root}; pass --data-root or set BENCH_DATA_ROOT")
+        where = f"at {root}" if root.parent.is_dir() else f"(no data root: tried {', '.join(map(str, candidates))})"
+        raise DataError(f"dataset {spec!r} not found {where}; {how_to_get(spec, data_root)}")
     return root
+
+
+def how_to_get(spec: str, data_root: str | Path | None = None) -> str:
+    """What to do when a named dataset of the data root is missing (one clause of an error line)."""
+    where = f" --data-root {shlex.quote(str(data_root))}" if data_root else ""
+    fix = "pass --data-root or set BENCH_DATA_ROOT to the folder that holds it"
+    if spec in SOURCES:
+        url = SOURCES[spec]
+        fix = (f"build it from its public source with `git clone {url} && bench data prepare {spec} "
+               f"{url.rsplit('/', 1)[-1]}{where}`, or {fix}")
+    return f"{fix}, or use the embedded data instead with --benchmark imagenette-mini-v1"
 
 
 def load_split(spec: str, split: str, size: int | None = None, data_root: str | Path | None = None,
@@ -123,10 +164,9 @@ def is_video_spec(spec: str) -> bool:
 
 def _load_video_split(spec: str, split: str, *, size: int | None, frames: int, stride: int, label: str | None,
                       cache_dir, progress: bool):
-    if frames <= 0:
-        from bench.benchmarks import get_benchmark
+    if frames <= 0:  # a bare benchmark name is its latest version
         raise DataError(f"dataset {spec!r} is video: it needs a video benchmark (frames > 0), e.g. "
-                        f"--benchmark {get_benchmark('moving-shapes').id}")
+                        f"--benchmark moving-shapes")
     if spec.startswith("videofolder:"):
         from bench.data.video_folder import load_videofolder
         root = Path(spec.split(":", 1)[1]).expanduser()

@@ -18,7 +18,7 @@ from bench.data.cache import files_cache_key, load_cached, progress_iter, write_
 from bench.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-CACHE_VERSION = 3  # bump when decoding or the cache format changes (3: .npy sha256 in the metadata)
+CACHE_VERSION = 4  # bump when decoding or the cache format changes (4: high bit depths scaled, mixed sizes)
 
 
 @dataclass
@@ -60,14 +60,40 @@ def scan_imagefolder(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]
     return scan_class_folders(split_dir, IMAGE_EXTENSIONS)
 
 
+def _to_uint8_rgb(im, path: Path) -> np.ndarray:
+    """A PIL image -> uint8 (H, W, 3). 16-bit and 32-bit integer greyscale (PNG / TIFF modes ``I;16*``, ``I``) are
+    scaled by their bit depth (65535 -> 255), float images (mode ``F``) with values in [0, 1] by 255 - PIL's own
+    ``convert("RGB")`` clips them instead (a 16-bit PNG became 99 % white); other float ranges are refused."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) <= 65535 else 4294967295.0
+        if arr.min(initial=0) < 0:
+            raise DataError(f"cannot decode image {path}: signed {mode} pixels (min {arr.min():g}); convert it "
+                            f"to 8-bit RGB first")
+        grey = np.round(arr * (255.0 / top)).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all() or arr.min(initial=0) < 0 or arr.max(initial=0) > 1:
+            raise DataError(f"cannot decode image {path}: float pixels outside [0, 1] (min {np.nanmin(arr):g}, "
+                            f"max {np.nanmax(arr):g}) have no defined 8-bit scale; convert it to 8-bit RGB first")
+        grey = np.round(arr * 255.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
 def decode_image(path: Path, data: bytes) -> torch.Tensor:
-    """Encoded bytes -> uint8 (3, H, W) RGB; a DataError naming the file if it cannot be decoded."""
+    """Encoded bytes -> uint8 (3, H, W) RGB (high bit depths scaled, see :func:`_to_uint8_rgb`); a DataError naming
+    the file if it cannot be decoded."""
     import io
 
     from PIL import Image
     try:
         with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert("RGB"))
+            arr = _to_uint8_rgb(im, path)
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 - any decoder failure means a corrupt or unsupported file
         why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}: {e}"
         raise DataError(f"cannot decode image {path}: {why}; fix or remove the file".splitlines()[0]) from None
@@ -89,28 +115,55 @@ def resize_center(img: torch.Tensor, size: int) -> torch.Tensor:
 def read_manifest(root: Path) -> dict[str, str] | None:
     """``split/class/file`` -> sha256 from ``root/MANIFEST.tsv``, or None if there is none."""
     path = root / "MANIFEST.tsv"
-    if not path.is_file():
-        return None
+    return parse_manifest(path) if path.is_file() else None
+
+
+def parse_manifest(path: Path) -> dict[str, str]:
+    """``split/class/file`` -> sha256 from a manifest file (a header, then split, class, file, sha256 per line)."""
     out = {}
-    for line in path.read_text().splitlines()[1:]:
+    for n, line in enumerate(path.read_text().splitlines()[1:], start=2):
         if line.strip():
-            split, cls, name, digest = line.split("\t")
+            fields = line.split("\t")
+            if len(fields) != 4:
+                raise DataError(f"{path} line {n} is malformed: expected split, class, file and sha256 separated by tabs")
+            split, cls, name, digest = fields
             out[f"{split}/{cls}/{name}"] = digest
     return out
+
+
+def format_manifest(digests: dict[str, str]) -> str:
+    """The text of a manifest (see :func:`parse_manifest`) for ``split/class/file`` -> sha256, in the given order."""
+    rows = ["split\tclass\tfile\tsha256"] + ["\t".join([*rel.split("/"), digest]) for rel, digest in digests.items()]
+    return "\n".join(rows) + "\n"
+
+
+def split_fingerprint(digests: list[tuple[str, str]]) -> str:
+    """A split's data fingerprint: sha256 over a ``relpath<TAB>sha256`` line per file (``class/file`` and the
+    sha256 of its bytes) in the order :func:`scan_imagefolder` lists them."""
+    return hashlib.sha256("".join(f"{rel}\t{digest}\n" for rel, digest in digests).encode()).hexdigest()
 
 
 def _cache_key(split_dir: Path, files: list[tuple[str, int]], size: int | None) -> str:
     return files_cache_key(f"v{CACHE_VERSION}\n{split_dir.resolve()}\n{size}\n", split_dir, files)
 
 
+def _short_side(path: Path) -> int:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:  # the header only: no pixels decoded
+            return min(im.size)
+    except Exception as e:  # noqa: BLE001
+        why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}"
+        raise DataError(f"cannot decode image {path}: {why}; fix or remove the file") from None
+
+
 def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool) -> str:
-    """Decode every file into a new .npy at out_path; returns the fingerprint."""
-    first = decode_image(split_dir / files[0][0], (split_dir / files[0][0]).read_bytes())
-    shape = tuple(first.shape[-2:])
-    side = size or min(shape)
+    """Decode every file into a new .npy at out_path; returns the fingerprint. Without ``size`` every image is
+    resized (short side) and centre-cropped to the smallest short side in the folder (read from the headers)."""
+    side = size or min(_short_side(split_dir / rel) for rel, _ in files)
 
     def fill(arr: np.ndarray) -> str:
-        fp = hashlib.sha256()
+        digests = []
         for i, (rel, _) in enumerate(progress_iter(files, f"decoding {split_dir}", progress)):
             path = split_dir / rel
             try:
@@ -125,12 +178,9 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
                 if expected != digest:
                     raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
             img = decode_image(path, data)
-            if size is None and tuple(img.shape[-2:]) != shape:
-                raise DataError(f"{path} is {img.shape[-1]}x{img.shape[-2]} but the folder's first image is "
-                                f"{shape[1]}x{shape[0]}; pass a size to resize on decode")
             arr[i] = resize_center(img, side).numpy()
-            fp.update(f"{rel}\t{digest}\n".encode())
-        return fp.hexdigest()
+            digests.append((rel, digest))
+        return split_fingerprint(digests)
 
     return write_npy(out_path, (len(files), 3, side, side), fill)
 

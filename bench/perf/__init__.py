@@ -86,35 +86,36 @@ def options_from(quick: bool = False, **overrides) -> PerfOptions:
     return replace(opts, **{k: v for k, v in overrides.items() if v is not None and k in known})
 
 
-def perf_table(report: dict):
-    """A rich Table: one row per measurement, the three target ratios last."""
-    from rich.table import Table
-    table = Table("measurement", "value", "detail", title="bench perf" + (
-        f"  (load average {report['loadavg_start']} -> {report['loadavg_end']})" if report.get("loadavg_start") else ""))
+def perf_table(report: dict) -> dict:
+    """The report as ``bench.console.print_table`` keyword arguments (headers, rows, title): one row per
+    measurement, the three target ratios last."""
+    rows: list[tuple[str, str, str]] = []
     if "train" in report:
         t = report["train"]
         what = f"{t['method']} {t['backbone']} {t['img_size']}px, batch {t['batch_size']}, {t['timed_steps']} steps"
-        table.add_row("harness step", f"{t['harness_images_per_s']:.1f} img/s", f"{t['harness_step_ms']:.0f} ms/step; {what}")
-        table.add_row("bare PyTorch loop", f"{t['bare_images_per_s']:.1f} img/s", f"{t['bare_step_ms']:.0f} ms/step")
+        rows.append(("harness step", f"{t['harness_images_per_s']:.1f} img/s", f"{t['harness_step_ms']:.0f} ms/step; {what}"))
+        rows.append(("bare PyTorch loop", f"{t['bare_images_per_s']:.1f} img/s", f"{t['bare_step_ms']:.0f} ms/step"))
     if "data" in report:
         d = report["data"]
-        table.add_row("data pipeline", f"{d['images_per_s']:.0f} img/s",
-                      f"{d['views_per_s']:.0f} views/s (uint8 -> {d['views_per_image']} kornia views)")
+        rows.append(("data pipeline", f"{d['images_per_s']:.0f} img/s",
+                     f"{d['views_per_s']:.0f} views/s (uint8 -> {d['views_per_image']} kornia views)"))
     if "probe" in report:
         p = report["probe"]
-        table.add_row("linear probe, 1 member", f"{p['grid1_s']:.2f} s",
-                      f"{p['samples']} x {p['dim']}, {p['classes']} classes, {p['epochs']} epochs")
-        table.add_row("linear probe, 20-member grid", f"{p['grid20_s']:.2f} s", "one batched model")
+        rows.append(("linear probe, 1 member", f"{p['grid1_s']:.2f} s",
+                     f"{p['samples']} x {p['dim']}, {p['classes']} classes, {p['epochs']} epochs"))
+        rows.append(("linear probe, 20-member grid", f"{p['grid20_s']:.2f} s", "one batched model"))
     if "knn" in report:
         k = report["knn"]
-        table.add_row("k-NN faiss", f"{k['faiss_s']:.2f} s",
-                      f"{k['train']} x {k['queries']}, {k['dim']}-d, k={k['k']}")
-        table.add_row("k-NN brute-force torch", f"{k['brute_force_s']:.2f} s",
-                      f"top-1 agreement {100 * k['top1_agreement']:.1f} %")
+        rows.append(("k-NN faiss", f"{k['faiss_s']:.2f} s",
+                     f"{k['train']} x {k['queries']}, {k['dim']}-d, k={k['k']}"))
+        rows.append(("k-NN brute-force torch", f"{k['brute_force_s']:.2f} s",
+                     f"top-1 agreement {100 * k['top1_agreement']:.1f} %"))
     for name, r in report.get("ratios", {}).items():
-        table.add_row(f"[bold]{name}[/]", f"[bold]{r['value']:.2f}[/]",
-                      f"target {r['target']}: " + ("[green]met[/]" if r["met"] else "[red]not met[/]"))
-    return table
+        rows.append((f"[bold]{name}[/]", f"[bold]{r['value']:.2f}[/]",
+                     f"target {r['target']}: " + ("[green]met[/]" if r["met"] else "[red]not met[/]")))
+    title = "bench perf" + (f"  (load average {report['loadavg_start']} -> {report['loadavg_end']})"
+                            if report.get("loadavg_start") else "")
+    return {"headers": ("measurement", "value", "detail"), "rows": rows, "title": title}
 
 
 def write_report(report: dict, path: str | Path) -> Path:

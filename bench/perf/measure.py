@@ -63,9 +63,8 @@ def _sync(device: torch.device) -> None:
 
 
 def train_config(opts: PerfOptions, epochs: int = 1) -> TrainConfig:
-    from bench.config import available_recipes, make_config
-    recipe = opts.method.replace("-", "_")
-    return make_config(recipe if recipe in available_recipes() else None, method=opts.method, backbone=opts.backbone,
+    from bench.config import make_config, recipe_named_like
+    return make_config(recipe_named_like(opts.method), method=opts.method, backbone=opts.backbone,
                        img_size=opts.img_size, batch_size=opts.batch_size, epochs=epochs, seed=opts.seed,
                        backbone_kwargs={"stem": opts.stem} if opts.stem else None, precision=opts.precision)
 
@@ -102,7 +101,7 @@ def _harness(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
 
     with tempfile.TemporaryDirectory(prefix="bench-perf-") as tmp:
         fit(build_method(cfg), images, labels, cfg, tmp, num_classes=int(labels.max()) + 1,
-            progress=opts.progress_bar, callbacks=[StepTimer()])
+            progress=opts.progress_bar, callbacks=[StepTimer()], log=None)
     return StepTimer.end - StepTimer.start
 
 
@@ -124,7 +123,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     # the harness's optimiser and schedule (LARS / SGD / AdamW, warm-up + cosine), without the online probe
     bare_cfg = cfg.model_copy(update={"online_probe": False})
-    opt_cfg = SSLModule(method, bare_cfg, num_classes=1, steps_per_epoch=len(loader)).configure_optimizers()
+    opt_cfg = SSLModule(method, bare_cfg, steps_per_epoch=len(loader)).configure_optimizers()
     opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
     bf16 = _precision(cfg) == "bf16-mixed"
     total = len(loader) * cfg.epochs

@@ -1,0 +1,81 @@
+"""Score a frozen encoder that was not trained here: ``evaluate(encoder_or_spec, benchmark)`` runs the benchmark's
+probes on it (features cached as for every run) and returns an ordinary run record with ``origin: external``, so the
+leaderboards, ``bench table`` and the HTML page show it as a row of its own, labelled with its ``name``."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from bench.benchmarks import Benchmark, get_benchmark
+from bench.errors import BenchError
+from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash, git_sha,
+                           new_run_id, write_record)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _architecture(spec: str) -> str:
+    """``timm:vit_small_patch16_224.dino`` -> ``vit_small_patch16_224.dino``; a file spec -> its callable's name."""
+    kind, _, rest = spec.partition(":")
+    return rest.rsplit(":", 1)[-1] if kind not in ("timm", "torchvision", "hf") else Path(rest).name or rest
+
+
+def evaluate(encoder_or_spec: nn.Module | str, benchmark: Benchmark | str, *, weights: str | Path | None = None,
+             probes: tuple[str, ...] | None = None, results_dir: str | Path | None = None, name: str | None = None,
+             data=None, data_root: str | None = None, cache_dir: str | None = None, **load_kw: Any) -> RunRecord:
+    """Probe a frozen encoder with ``benchmark``'s protocol; write the record under ``results_dir`` when given.
+
+    ``encoder_or_spec``: a model spec for :func:`bench.external.load_encoder` (``timm:NAME``, ``torchvision:NAME``,
+    ``hf:PATH``, ``module:callable``; ``weights`` and ``load_kw`` go to it) or any ``nn.Module`` mapping
+    normalised images to ``(B, D)`` (with ``tokens(x) -> (B, N, D)`` for the attentive probe). ``name`` labels the
+    leaderboard row (default: the spec, or the module's class name)."""
+    from bench.external import ExternalEncoder, load_encoder
+    from bench.runner import load_benchmark_data
+    from probes.evaluate import evaluate_encoder
+    from probes.features import weights_hash
+
+    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    if bench.is_video:
+        raise BenchError(f"{bench.id} holds clips: external encoders are scored on image benchmarks")
+    start = time.perf_counter()
+    if isinstance(encoder_or_spec, str):
+        encoder = load_encoder(encoder_or_spec, weights, img_size=bench.img_size, **load_kw)
+    elif isinstance(encoder_or_spec, nn.Module):
+        if weights is not None or load_kw:
+            raise BenchError("weights / loading options apply to a model spec, not to an nn.Module given directly")
+        encoder = encoder_or_spec.eval()
+    else:
+        raise BenchError(f"evaluate() takes a model spec or an nn.Module, got {type(encoder_or_spec).__name__}")
+    if isinstance(encoder, ExternalEncoder):
+        info = dict(encoder.info)
+    else:
+        info = {"spec": f"python:{type(encoder).__module__}.{type(encoder).__qualname__}",
+                "weights": {"sha256": weights_hash(encoder)}, "tokens": hasattr(encoder, "tokens")}
+    label = name or (encoder_or_spec if isinstance(encoder_or_spec, str) else type(encoder).__name__)
+    if not re.fullmatch(r"[^\s|`<>]{1,80}( [^\s|`<>]{1,80})*", label):
+        raise BenchError(f"--name {label!r}: use up to 80 printable characters per word, no | ` < >")
+    data = data or load_benchmark_data(bench, data_root, cache_dir)
+    if data.train.images.ndim != 4:
+        raise BenchError(f"{bench.id} holds clips: external encoders are scored on image benchmarks")
+    report = evaluate_encoder(encoder, data.train, data.eval, bench, probes=probes, cache_dir=cache_dir)
+    config = {"model": info["spec"], "model_kwargs": info.get("model_kwargs", {}),
+              "weights_sha256": (info.get("weights") or {}).get("sha256"), "mean": info.get("mean"),
+              "std": info.get("std")}
+    record = RunRecord(
+        run_id=new_run_id(label, 0), status="ok", method=label, backbone=_architecture(info["spec"]), recipe=None,
+        benchmark=BenchmarkRef(name=bench.name, version=bench.version, spec_hash=bench.spec_hash()),
+        data=DataRef(spec=bench.data, fingerprint=data.fingerprint), seed=0, config=config,
+        config_hash=config_hash(config), git_sha=git_sha(REPO_ROOT), env=collect_env(), hardware=collect_hardware(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        wall_time_s=time.perf_counter() - start, probe_time_s=sum(report.get("probe_time_s", {}).values()),
+        images_seen=None, params=sum(p.numel() for p in encoder.parameters()), scores=report["scores"],
+        selected=report["selected"], holdout=report.get("holdout", {}), origin="external", model=info)
+    if results_dir is not None:
+        write_record(record, results_dir)
+    return record

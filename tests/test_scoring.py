@@ -1,0 +1,51 @@
+"""bench.evaluate: an external encoder scored with a benchmark's probes becomes an ordinary record (origin
+external, its own leaderboard row under its name); a second evaluation of the same weights extracts nothing."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import bench
+import probes.features
+from bench.errors import BenchError
+from bench.leaderboard import write_leaderboard
+from bench.records import load_records
+
+
+def test_external_encoder_record_row_and_feature_cache(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    src = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in src.state_dict().items()},
+                "pytorch-lightning_version": "2.4.0"}, tmp_path / "solo.ckpt")
+    calls = []
+    real = probes.features._extract
+    monkeypatch.setattr(probes.features, "_extract", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(weights=tmp_path / "solo.ckpt", probes=("knn", "linear"), cache_dir=tmp_path / "cache")
+    rec = bench.evaluate("timm:resnet18", "imagenette-mini-v1", name="my-resnet", results_dir=tmp_path / "res", **kw)
+    assert rec.origin == "external" and rec.method == "my-resnet" and rec.backbone == "resnet18"
+    assert rec.model["weights"]["layout"] == "lightning" and len(rec.model["weights"]["sha256"]) == 64
+    assert rec.images_seen is None and rec.epochs == 0 and rec.train_time_s == 0.0  # not invented
+    assert 0 <= rec.scores["knn_top1"] <= 100 and set(rec.selected) == {"knn", "linear"}
+    assert len(calls) == 2  # train and val features
+    again = bench.evaluate("timm:resnet18", "imagenette-mini-v1", name="my-resnet", **kw)
+    assert len(calls) == 2 and again.scores == rec.scores  # cache hit: no feature extracted
+    assert again.config_hash == rec.config_hash
+    df, _ = write_leaderboard("imagenette-mini-v1", tmp_path / "res", tmp_path / "lb", ("md",))
+    assert list(df["label"]) == ["my-resnet"] and df.loc[0, "n"] == 1
+    assert [r.run_id for r in load_records(tmp_path / "res")] == [rec.run_id]
+
+
+def test_any_module_and_bad_input(tmp_path):
+    class Tiny(nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+    rec = bench.evaluate(Tiny(), bench.get_benchmark("imagenette-mini-v1"), probes=("knn",),
+                         cache_dir=tmp_path / "cache")
+    assert rec.method == "Tiny" and rec.model["spec"].endswith("Tiny") and "attentive_top1" not in rec.scores
+    with pytest.raises(BenchError, match="not to an nn.Module given directly"):
+        bench.evaluate(Tiny(), "imagenette-mini-v1", weights="x.pth")
+    with pytest.raises(BenchError, match="--name"):
+        bench.evaluate(Tiny(), "imagenette-mini-v1", name="a|b")
