@@ -73,7 +73,7 @@ def _add_train_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-on-collapse", action="store_true", help="stop training when the collapse monitors fire")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints, logs and encoders go")
     p.add_argument("--devices", type=int, default=None, help="processes (GPUs) per node; --batch-size stays the "
-                   "global batch, split over all processes (see README: Multi-GPU and multi-node)")
+                   "global batch, split over all processes (see docs/scaling.md)")
     p.add_argument("--nodes", type=int, default=None, help="number of nodes (SLURM srun, torchrun or NODE_RANK)")
     p.add_argument("--strategy", default=None, choices=["auto", "ddp", "fsdp"], help="Lightning strategy "
                    "(auto = ddp with more than one device; fsdp needs GPUs)")
