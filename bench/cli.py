@@ -283,9 +283,8 @@ def cmd_eval(args) -> int:
                    data_root=args.data_root, cache_dir=args.cache_dir, weights_key=args.weights_key,
                    weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
                    model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
-    for note in (rec.model.get("resampled"),):
-        if note:
-            out(f"note: {note}")
+    if rec.model.get("resampled"):
+        out(f"note: {rec.model['resampled']}")
     if not rec.model.get("tokens"):
         warn("the model has no tokens: the attentive probe is skipped")
     _print_record(rec)
