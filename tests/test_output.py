@@ -132,9 +132,9 @@ def test_train_without_a_terminal_prints_epoch_lines_and_a_one_line_hint(tmp_pat
     out = capsys.readouterr().out
     assert [(m[1], m[2]) for m in _epoch_lines(out)] == [("1", "1")]
     (run_dir,) = deep.glob("*/*/")
-    bench_id = run_dir.parent.name
-    hint = f"trained encoder saved in {run_dir.as_posix().rstrip('/')}  (evaluate: bench probe " \
-           f"{run_dir.as_posix().rstrip('/')} --benchmark {bench_id})"
+    run = run_dir.as_posix().rstrip('/')  # the hint repeats the data options: pasted, it probes the same data
+    hint = f"trained encoder saved in {run}  (evaluate: bench probe {run} --data imagefolder:{tiny_folder} " \
+           f"--cache-dir {tmp_path / 'cache'})"
     assert len(hint) > 200 and hint in out.splitlines()
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("online_probe.") for k in state["state_dict"])  # the probe is a callback now

@@ -123,7 +123,8 @@ def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, 
     finally:
         signal.signal(signal.SIGUSR2, previous)
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "trained" and info["train"]["images_seen"] == 2 * 16 * 4
+    assert info["status"] == "trained" and info["train"]["images_seen"] == 16 * 4
+    assert info["train"]["views_seen"] == 2 * 16 * 4  # SimCLR: two views of each of the 4 steps x 16 images
     assert SlurmJob([["train"]], main).checkpoint() is None  # not warned: submitit does not requeue
 
 
