@@ -10,6 +10,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from bench.benchmarks.transfer import TRANSFER_BENCHMARKS
 from bench.errors import ConfigError
 
 __all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks",
@@ -23,7 +24,8 @@ DEFAULT_BENCHMARK = "imagenette64-v1"
 _NON_PROTOCOL = {"description", "superseded_by", "data_fingerprint", "budget"}
 #: protocol fields added after benchmarks were published: hashed only when set (not at their default), so the
 #: spec_hash of every image benchmark, and of the records made with it, stays what it was
-_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": (), "attentive_standardize": False}
+_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": (), "attentive_standardize": False,
+                  "upsample": False}
 
 
 class Benchmark(BaseModel):
@@ -69,6 +71,9 @@ class Benchmark(BaseModel):
     label: str | None = None
     #: more label columns, each scored by the same probes as ``<column>_<probe>_top1`` (not the headline)
     extra_labels: tuple[str, ...] = ()
+    #: images smaller than the evaluation crop are upsampled to it (the transfer protocol for CIFAR's 32 px) instead
+    #: of being refused
+    upsample: bool = False
 
     @property
     def is_video(self) -> bool:
@@ -139,6 +144,9 @@ _DEFINED = [
                           "the train split's mean / std (a trained encoder's shared token offset no longer drowns "
                           "what the tokens differ in)."),
 ]
+
+# one per transfer dataset (tv: specs read through torchvision.datasets); the suites list them (bench.benchmarks.suites)
+_DEFINED += [Benchmark(**spec) for spec in TRANSFER_BENCHMARKS]
 
 #: benchmark id (NAME-vN) -> spec
 BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in _DEFINED}

@@ -4,7 +4,7 @@ is ever fetched), decoded once into the same uint8 cache as every other source (
 Data spec ``tv:NAME[:ROOT][?size=N]``: ``NAME`` one of :data:`TV_DATASETS`, ``ROOT`` the folder that
 ``torchvision.datasets.<Class>(root=ROOT)`` expects (default: the ``datasets_root`` argument, which the CLI takes
 from ``--datasets-root`` / ``$BENCH_DATASETS_ROOT``), ``size`` the decode side (short side resized, centre crop;
-default: the native 32 / 96 px of CIFAR / STL-10, else 256 = 224 / 0.875). Splits (see docs/transfer.md):
+default: the native 32 / 96 / 64 px of CIFAR / STL-10 / EuroSAT, else 256 = 224 / 0.875). Splits (see docs/transfer.md):
 
 - the dataset's official ones (``train`` / ``val`` / ``test``, Pets ``trainval`` / ``test``);
 - ``trainval`` of a dataset with an official val split (Flowers-102, DTD, FGVC-Aircraft): train then val rows in
@@ -88,7 +88,7 @@ TV_DATASETS: dict[str, TVDataset] = {
                       _TRAIN_TEST, scipy=True),
     "caltech101": TVDataset("Caltech-101", "Caltech101", ("caltech101/101_ObjectCategories/",),
                             seeded={"train_per_class": 30}),
-    "eurosat": TVDataset("EuroSAT", "EuroSAT", ("eurosat/2750/",), seeded={"train_frac": 0.8}),
+    "eurosat": TVDataset("EuroSAT", "EuroSAT", ("eurosat/2750/",), seeded={"train_frac": 0.8}, size=64),
     "sun397": TVDataset("SUN397", "SUN397", ("SUN397/ClassName.txt",),
                         seeded={"train_per_class": 50, "test_per_class": 50}),
 }
