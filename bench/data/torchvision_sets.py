@@ -142,18 +142,30 @@ def _missing(root: Path, entry: TVDataset) -> list[str]:
     return [rel for rel in entry.expects if not ((root / rel).is_dir() if rel.endswith("/") else (root / rel).is_file())]
 
 
-def _construct(name: str, root: Path, spec: str, **kw):
-    """``torchvision.datasets.<cls>(root, download=False, **kw)``; a missing or incomplete folder is a DataError
-    naming what torchvision expects there."""
-    import torchvision.datasets as tvd
-    entry = TV_DATASETS[name]
-    expects = ", ".join(f"{root}/{rel}" for rel in entry.expects)
+def _expects(root: Path, entry: TVDataset) -> str:
+    return ", ".join(f"{root}/{rel}" for rel in entry.expects)
+
+
+def check_tv_present(spec: str, datasets_root: str | Path | None = None) -> Path:
+    """The ROOT of a ``tv:`` spec, checked to hold the files torchvision reads (nothing is opened); a DataError
+    naming the first one missing and all it expects otherwise."""
+    name, _, _ = parse_tv_spec(spec)
+    entry, root = TV_DATASETS[name], resolve_tv_root(spec, datasets_root)
     missing = _missing(root, entry)
     if missing:
         raise DataError(f"dataset {spec!r}: {entry.title} is not under {root} (missing {root / missing[0]}"
                         + (f" and {len(missing) - 1} more" if len(missing) > 1 else "") + f"); "
-                        f"torchvision.datasets.{entry.cls}(root={str(root)!r}) expects {expects} - extract the "
-                        f"official archive there (nothing is downloaded) or {ROOT_HINT}")
+                        f"torchvision.datasets.{entry.cls}(root={str(root)!r}) expects {_expects(root, entry)} - "
+                        f"extract the official archive there (nothing is downloaded) or {ROOT_HINT}")
+    return root
+
+
+def _construct(name: str, root: Path, spec: str, **kw):
+    """``torchvision.datasets.<cls>(root, download=False, **kw)`` (after :func:`check_tv_present`); a folder it
+    rejects is a DataError naming what torchvision expects there."""
+    import torchvision.datasets as tvd
+    entry = TV_DATASETS[name]
+    expects = _expects(root, entry)
     if entry.scipy:
         try:
             import scipy.io  # noqa: F401
@@ -256,7 +268,7 @@ def load_tv_split(spec: str, split: str, *, size: int | None = None, datasets_ro
     splits = ("train", "test") if entry.seeded is not None else tuple(entry.splits)
     if split not in splits:
         raise DataError(f"dataset {spec!r} ({entry.title}) has no split {split!r} (splits: {', '.join(splits)})")
-    root = resolve_tv_root(spec, datasets_root)
+    root = check_tv_present(spec, datasets_root)
     size = size or spec_size or entry.size
     if entry.arrays:
         data, labels, classes = _array_split(name, root, spec, entry.splits[split])
