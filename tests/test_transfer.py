@@ -142,6 +142,7 @@ def _scores(rec):
     return {k: v for k, v in rec.scores.items() if k.endswith("_top1")}
 
 
+@pytest.mark.slow
 def test_suite_end_to_end_resumes_after_a_kill(tiny_suite, tv, tmp_path, monkeypatch):
     import bench.runner
     res, cache = tmp_path / "results", tmp_path / "cache"
@@ -196,3 +197,43 @@ def test_suite_end_to_end_resumes_after_a_kill(tiny_suite, tv, tmp_path, monkeyp
 def pd_isna(v) -> bool:
     import pandas as pd
     return bool(pd.isna(v))
+
+
+@pytest.mark.slow
+def test_cli_run_probe_eval_leaderboard_and_table(tiny_suite, tv, tmp_path, capsys):
+    """`bench run --suite` trains (a random-init baseline here) and probes every suite dataset; `bench probe RUN
+    --suite` then finds them all recorded; `bench eval --model --suite` adds an external row; the leaderboard and a
+    paper table are built from them."""
+    res, cache = str(tmp_path / "res"), str(tmp_path / "cache")
+    common = ["--datasets-root", str(tv), "--results", res, "--cache-dir", cache]
+    assert main(["run", "--method", "random", "--backbone", "resnet18", "--img-size", "16", "--benchmark",
+                 "t-eurosat-v1", "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--suite", tiny_suite.id,
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert f"{tiny_suite.id}: 5 of 5 datasets recorded (1 found already)" in out  # its own run
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    assert main(["probe", str(run_dir), "--suite", tiny_suite.id, *common]) == 0
+    assert "5 of 5 datasets recorded (5 found already)" in capsys.readouterr().out
+    enc = tmp_path / "enc.py"
+    enc.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
+                   "torch.nn.Flatten())\n")
+    assert main(["eval", "--model", f"{enc}:make", "--name", "mean-rgb", "--suite", tiny_suite.id, *common]) == 0
+    capsys.readouterr()
+    for b in tiny_suite.benchmarks:
+        assert len(load_records(res, b)) == 2
+    lb = tmp_path / "lb"
+    assert main(["leaderboard", tiny_suite.id, "--results", res, "--out", str(lb), "--format", "md", "csv", "html",
+                 "tex"]) == 0
+    md = (lb / tiny_suite.id / "leaderboard.md").read_text()
+    assert "mean-rgb" in md and "random" in md and "avg rank (95% CI)" in md
+    assert "<svg" in (lb / tiny_suite.id / "leaderboard.html").read_text()
+    capsys.readouterr()
+    assert main(["benchmarks"]) == 0
+    listing = capsys.readouterr().out
+    assert "transfer-v1" in listing and "transfer-small-v1" in listing and "flowers102-v1" in listing
+    spec = tmp_path / "table.yaml"
+    spec.write_text(f"benchmarks: [{tiny_suite.id}]\nscores: [linear_top1]\nmethods: [mean-rgb, random]\n"
+                    f"formats: [md]\n")
+    assert main(["table", str(spec), "--results", res]) == 0
+    table = capsys.readouterr().out
+    assert f"{tiny_suite.id} mean linear top-1" in table and f"{tiny_suite.id} avg rank linear top-1" in table
