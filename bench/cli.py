@@ -235,7 +235,14 @@ def _suite_done(args, result, again: list[str]) -> None:
     out(f"{suite.id}: {len(result.records)} of {len(suite.benchmarks)} datasets recorded "
         f"({len(result.reused)} found already){missing}; table: bench leaderboard {suite.id} --results "
         f"{shlex.quote(str(args.results))}" + ("" if result.complete else "; continue: " + shlex.join(
-            [*again, "--suite", suite.id, *_data_options(args), "--results", str(args.results)])))
+            [*again, "--suite", suite.id, *_suite_data_options(args), "--results", str(args.results)])))
+
+
+def _suite_data_options(args) -> list[str]:
+    """The data options of a suite command line (the suite names the benchmarks: no --benchmark / --data)."""
+    opts = _data_options(args)  # flag, value pairs
+    return [x for flag, value in zip(opts[::2], opts[1::2]) if flag not in ("--benchmark", "--data")
+            for x in (flag, value)]
 
 
 def cmd_train(args) -> int:

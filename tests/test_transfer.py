@@ -214,10 +214,8 @@ def test_cli_run_probe_eval_leaderboard_and_table(tiny_suite, tv, tmp_path, caps
     run_dir = next((tmp_path / "runs").glob("*/*"))
     assert main(["probe", str(run_dir), "--suite", tiny_suite.id, *common]) == 0
     assert "5 of 5 datasets recorded (5 found already)" in capsys.readouterr().out
-    enc = tmp_path / "enc.py"
-    enc.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
-                   "torch.nn.Flatten())\n")
-    assert main(["eval", "--model", f"{enc}:make", "--name", "mean-rgb", "--suite", tiny_suite.id, *common]) == 0
+    assert main(["eval", "--model", _encoder_file(tmp_path), "--name", "mean-rgb", "--suite", tiny_suite.id,
+                 *common]) == 0
     capsys.readouterr()
     for b in tiny_suite.benchmarks:
         assert len(load_records(res, b)) == 2
@@ -237,3 +235,50 @@ def test_cli_run_probe_eval_leaderboard_and_table(tiny_suite, tv, tmp_path, caps
     assert main(["table", str(spec), "--results", res]) == 0
     table = capsys.readouterr().out
     assert f"{tiny_suite.id} mean linear top-1" in table and f"{tiny_suite.id} avg rank linear top-1" in table
+
+
+def test_more_layouts_read_through_torchvision(tmp_path):
+    """Pets, Caltech-101, Food-101, FGVC-Aircraft and SUN397 fakes: official splits, val hold-out, seeded splits."""
+    root, cache = tmp_path / "tv", tmp_path / "cache"
+    for make in (fakes.make_pets, fakes.make_caltech101, fakes.make_food101, fakes.make_aircraft, fakes.make_sun397):
+        make(root)
+
+    def load(spec, split):
+        return load_split(f"tv:{spec}?size=16", split, datasets_root=root, cache_dir=cache)
+    pets = load("pets", "trainval")
+    assert len(pets) == 12 and pets.classes == ["Abyssinian", "American Bulldog", "Bengal"] and pets.holdout is None
+    assert len(load("pets", "test")) == 6
+    cal_train, cal_test = load("caltech101", "train"), load("caltech101", "test")
+    assert cal_train.classes == ["accordion", "airplanes", "anchor"]  # BACKGROUND_Google is not a class
+    assert (len(cal_train), len(cal_test)) == (21, 3)  # 30 per class asked, 7 of 8 kept so a test image stays
+    assert load("food101", "train").labels.bincount().tolist() == [4, 4, 4]
+    air = load("aircraft", "trainval")
+    assert air.classes[2] == "Cessna 172" and air.holdout.tolist() == list(range(9, 18))
+    sun = load("sun397", "train")
+    assert sun.classes == ["abbey", "beach", "canyon"] and len(sun) == 15 and len(load("sun397", "test")) == 3
+
+
+def _encoder_file(tmp_path) -> str:
+    """A model spec ``path/file.py:make`` of a parameter-free encoder (channel means)."""
+    enc = tmp_path / "enc.py"
+    enc.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
+                   "torch.nn.Flatten())\n")
+    return f"{enc}:make"
+
+
+@pytest.mark.slow
+def test_allow_missing_scores_the_rest_and_says_how_to_continue(tiny_suite, tmp_path, capsys, monkeypatch):
+    root = fakes.make_dtd(tmp_path / "only-dtd")
+    suite = Suite(name="t-two", version=1, description="", benchmarks=("t-dtd-v1", "t-eurosat-v1"))
+    monkeypatch.setitem(SUITES, suite.id, suite)
+    res = str(tmp_path / "res")
+    argv = ["eval", "--model", _encoder_file(tmp_path), "--suite", suite.id, "--datasets-root", str(root),
+            "--results", res, "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    assert "suite t-two-v1 lacks 1 of its 2 datasets (t-eurosat-v1)" in capsys.readouterr().err
+    assert load_records(res) == []  # nothing was scored before the check
+    assert main([*argv, "--allow-missing"]) == 0
+    out = capsys.readouterr().out
+    assert "t-two-v1: 1 of 2 datasets recorded (0 found already); missing: t-eurosat-v1" in out
+    assert f"continue: bench eval --model {_encoder_file(tmp_path)} --suite t-two-v1 --datasets-root {root}" in out
+    assert [r.benchmark.id for r in load_records(res)] == ["t-dtd-v1"]

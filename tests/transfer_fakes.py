@@ -126,3 +126,83 @@ def accept_fake_md5s(monkeypatch, root: Path) -> None:
         for key in ("label", "setid"):
             fd[key] = (fd[key][0], _md5(root / "flowers-102" / fd[key][0]))
         monkeypatch.setattr(tvd.Flowers102, "_file_dict", fd)
+
+
+def make_pets(root: Path, per_split: tuple[int, int] = (4, 2)) -> Path:
+    """``oxford-iiit-pet/images/<Breed>_<n>.jpg`` + ``annotations/{trainval,test}.txt`` (id, class 1-based,
+    species, breed id)."""
+    rng = np.random.default_rng(5)
+    base = root / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for split, count in zip(("trainval", "test"), per_split):
+        lines = []
+        for c, breed in enumerate(["Abyssinian", "american_bulldog", "Bengal"]):
+            for _ in range(count):
+                n += 1
+                _jpg(base / "images" / f"{breed}_{n}.jpg", rng, c)
+                lines.append(f"{breed}_{n} {c + 1} {1 + (c == 1)} {c + 1}")
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_caltech101(root: Path, per_class: int = 8) -> Path:
+    """``caltech101/101_ObjectCategories/<class>/image_NNNN.jpg``, with the BACKGROUND_Google folder torchvision
+    leaves out."""
+    rng = np.random.default_rng(6)
+    for c, cls in enumerate(["BACKGROUND_Google", "accordion", "airplanes", "anchor"]):
+        for i in range(per_class):
+            _jpg(root / "caltech101" / "101_ObjectCategories" / cls / f"image_{i + 1:04d}.jpg", rng, c)
+    return root
+
+
+def make_food101(root: Path, per_split: tuple[int, int] = (4, 2)) -> Path:
+    """``food-101/images/<class>/<id>.jpg`` + ``food-101/meta/{train,test}.json`` (class -> ``class/id`` list)."""
+    import json
+    rng = np.random.default_rng(7)
+    base = root / "food-101"
+    (base / "meta").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for split, count in zip(("train", "test"), per_split):
+        meta = {}
+        for c, cls in enumerate(["apple_pie", "baklava", "churros"]):
+            meta[cls] = []
+            for _ in range(count):
+                n += 1
+                _jpg(base / "images" / cls / f"{n}.jpg", rng, c)
+                meta[cls].append(f"{cls}/{n}")
+        (base / "meta" / f"{split}.json").write_text(json.dumps(meta))
+    return root
+
+
+def make_aircraft(root: Path, per_split: int = 3) -> Path:
+    """``fgvc-aircraft-2013b/data/images/<id>.jpg``, ``data/variants.txt`` and
+    ``data/images_variant_{train,val,test}.txt`` (``<id> <variant name>`` lines; names may hold spaces)."""
+    rng = np.random.default_rng(8)
+    data = root / "fgvc-aircraft-2013b" / "data"
+    variants = ["707-320", "A300B4", "Cessna 172"]
+    (data / "images").mkdir(parents=True, exist_ok=True)
+    (data / "variants.txt").write_text("\n".join(variants) + "\n")
+    n = 1000000
+    for split in ("train", "val", "test"):
+        lines = []
+        for c, v in enumerate(variants):
+            for _ in range(per_split):
+                n += 1
+                _jpg(data / "images" / f"{n}.jpg", rng, c)
+                lines.append(f"{n} {v}")
+        (data / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_sun397(root: Path, per_class: int = 6) -> Path:
+    """``SUN397/ClassName.txt`` (``/a/abbey`` lines) + ``SUN397/<letter>/<class>/sun_<id>.jpg``."""
+    rng = np.random.default_rng(9)
+    base = root / "SUN397"
+    classes = ["a/abbey", "b/beach", "c/canyon"]
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "ClassName.txt").write_text("".join(f"/{c}\n" for c in classes))
+    for c, cls in enumerate(classes):
+        for i in range(per_class):
+            _jpg(base / cls / f"sun_{c}{i:03d}.jpg", rng, c)
+    return root
