@@ -128,6 +128,12 @@ def _aggregates(key, x, benches: list[str], k: str, complete: set) -> dict[str, 
     return {"mean": means, "avg_rank": ranks}
 
 
+def _with_ci(r, col: str, digits: int) -> str:
+    """``71.3 ±0.8`` (mean and 95% CI half-width), the mean alone when there is no CI (one seed)."""
+    mean, h = r[f"{col}_mean"], r[f"{col}_ci95"]
+    return fmt_pm(mean, math.nan, digits=digits) + ("" if pd.isna(h) else f" {fmt_ci(h, digits)}")
+
+
 def _short(bid: str) -> str:
     return bid.rsplit("-v", 1)[0]
 
@@ -136,11 +142,14 @@ def _cells(df: pd.DataFrame, k: str, complete: bool, tex: bool = False) -> tuple
     benches = df.attrs["benchmarks"]
     esc = tex_escape if tex else md_cell
     sub = df[df["complete"] == complete]
+    if complete:  # each score's table ranked by its own mean
+        sub = sub.sort_values(f"mean:{k}_mean", ascending=False, kind="stable")
+        ranks = sub[f"mean:{k}_mean"].rank(ascending=False, method="min")
     head = ["rank", "method", "backbone", "config", *map(_short, benches)]
     head += ["mean (95% CI)", "avg rank (95% CI)", "n"] if complete else ["missing"]
     best = {b: sub[f"{b}:{k}_mean"].max() for b in benches}
     rows = []
-    for _, r in sub.iterrows():
+    for i, r in sub.iterrows():
         cells = []
         for b in benches:
             c = fmt_pm(r[f"{b}:{k}_mean"], r[f"{b}:{k}_std"])
@@ -151,10 +160,10 @@ def _cells(df: pd.DataFrame, k: str, complete: bool, tex: bool = False) -> tuple
             else:
                 c = esc(c)
             cells.append(c)
-        lead = ["–" if pd.isna(r["rank"]) or not complete else str(r["rank"]), r["label"], r["backbone"], r["config"]]
-        tail = ([f"{fmt_pm(r[f'mean:{k}_mean'], math.nan)} {fmt_ci(r[f'mean:{k}_ci95'])}",
-                 f"{fmt_pm(r[f'avg_rank:{k}_mean'], math.nan, digits=2)} {fmt_ci(r[f'avg_rank:{k}_ci95'], 2)}",
-                 f"n={r['n']}"] if complete else [" ".join(map(_short, str(r["missing"]).split()))])
+        rank = "–" if not complete or pd.isna(ranks[i]) else str(int(ranks[i]))
+        lead = [rank, r["label"], r["backbone"], r["config"]]
+        tail = ([_with_ci(r, f"mean:{k}", 1), _with_ci(r, f"avg_rank:{k}", 2), f"n={r['n']}"] if complete
+                else [" ".join(map(_short, str(r["missing"]).split()))])
         rows.append([*map(esc, lead), *cells, *map(esc, tail)])
     return head, rows
 

@@ -282,3 +282,38 @@ def test_allow_missing_scores_the_rest_and_says_how_to_continue(tiny_suite, tmp_
     assert "t-two-v1: 1 of 2 datasets recorded (0 found already); missing: t-eurosat-v1" in out
     assert f"continue: bench eval --model {_encoder_file(tmp_path)} --suite t-two-v1 --datasets-root {root}" in out
     assert [r.benchmark.id for r in load_records(res)] == ["t-dtd-v1"]
+
+
+def _rec(bench: str, method: str, seed: int, linear: float, knn: float = 50.0):
+    from bench.records import RunRecord
+    b = get_benchmark(bench)
+    config = {"model": method, "seed": seed}
+    return RunRecord(run_id=f"{method}-{bench}-s{seed}", status="ok", method=method, backbone="net",
+                     benchmark={"name": b.name, "version": b.version, "spec_hash": b.spec_hash()},
+                     data={"spec": b.data, "fingerprint": f"fp-{bench}"}, seed=seed, config=config,
+                     config_hash=f"{method}{seed}", git_sha=None, env={}, hardware={}, wall_time_s=1.0,
+                     images_seen=None, scores={"linear_top1": linear, "knn_top1": knn}, selected={},
+                     created_at="2025-01-01T00:00:00+00:00")
+
+
+def test_suite_aggregate_matches_hand_computed_mean_and_rank():
+    """Two datasets; A (seeds 0, 1) and B (seed 0) complete, C lacks dataset two."""
+    suite = Suite(name="hand", version=1, description="", benchmarks=("dtd-v1", "pets-v1"))
+    records = {"dtd-v1": [_rec("dtd-v1", "A", 0, 80), _rec("dtd-v1", "A", 1, 70), _rec("dtd-v1", "B", 0, 60),
+                          _rec("dtd-v1", "C", 0, 99)],
+               "pets-v1": [_rec("pets-v1", "A", 0, 40), _rec("pets-v1", "A", 1, 60), _rec("pets-v1", "B", 0, 55)]}
+    df = build_suite_leaderboard(suite, records).set_index("method")
+    a, b = df.loc["A"], df.loc["B"]
+    assert a["dtd-v1:linear_top1_mean"] == 75 and a["dtd-v1:linear_top1_n"] == 2
+    assert a["dtd-v1:linear_top1_std"] == pytest.approx(math.sqrt(50))
+    # per seed: A s0 (80 + 40) / 2 = 60, s1 (70 + 60) / 2 = 65 -> 62.5 ± t(0.975, 1) * std / sqrt(2)
+    assert a["mean:linear_top1_mean"] == 62.5 and a["mean:linear_top1_n"] == 2
+    assert a["mean:linear_top1_ci95"] == pytest.approx(12.7062 * math.sqrt(12.5) / math.sqrt(2))
+    assert b["mean:linear_top1_mean"] == 57.5 and b["rank"] == 2 and a["rank"] == 1
+    # ranks against the other complete row's dataset means (C is not complete: never ranked against)
+    # A s0: dtd 80 vs B 60 -> 1, pets 40 vs B 55 -> 2: 1.5; A s1: 70 -> 1, 60 -> 1: 1.0; mean 1.25
+    # B s0: dtd 60 vs A 75 -> 2, pets 55 vs A 50 -> 1: 1.5
+    assert a["avg_rank:linear_top1_mean"] == 1.25 and b["avg_rank:linear_top1_mean"] == 1.5
+    c = df.loc["C"]
+    assert not c["complete"] and c["missing"] == "pets-v1" and math.isnan(c["mean:linear_top1_mean"])
+    assert c["dtd-v1:linear_top1_mean"] == 99  # its cells are shown, apart from the aggregates

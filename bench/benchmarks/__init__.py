@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from bench.benchmarks.transfer import TRANSFER_BENCHMARKS
 from bench.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks",
+__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks", "latest_version",
            "benchmark_for", "check_records", "get_benchmark"]
 
 #: what a run without --benchmark is scored on (and, for image --data, whose protocol it takes)
@@ -157,13 +157,19 @@ def available_benchmarks() -> list[Benchmark]:
     return [BENCHMARKS[k] for k in sorted(BENCHMARKS)]
 
 
+def latest_version(registry: dict, name: str):
+    """``registry[name]`` for an id ``NAME-vN``, else the highest version of the entries named ``name``, else None
+    (benchmarks and suites, :mod:`bench.benchmarks.suites`)."""
+    if name in registry:
+        return registry[name]
+    return max((e for e in registry.values() if e.name == name), key=lambda e: e.version, default=None)
+
+
 def get_benchmark(name: str) -> Benchmark:
     """``NAME-vN`` exactly, or a bare ``NAME`` for its latest version."""
-    if name in BENCHMARKS:
-        return BENCHMARKS[name]
-    versions = [b for b in BENCHMARKS.values() if b.name == name]
-    if versions:
-        return max(versions, key=lambda b: b.version)
+    found = latest_version(BENCHMARKS, name)
+    if found is not None:
+        return found
     known = sorted(BENCHMARKS) + sorted({b.name for b in BENCHMARKS.values()})
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

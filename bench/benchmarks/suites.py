@@ -9,7 +9,7 @@ import difflib
 
 from pydantic import BaseModel, ConfigDict
 
-from bench.benchmarks import BENCHMARKS, Benchmark, get_benchmark
+from bench.benchmarks import BENCHMARKS, Benchmark, get_benchmark, latest_version
 from bench.errors import ConfigError
 
 __all__ = ["SUITES", "Suite", "available_suites", "get_suite", "is_suite"]
@@ -57,7 +57,7 @@ SUITES: dict[str, Suite] = {s.id: s for s in _DEFINED}
 
 
 def is_suite(name: str) -> bool:
-    return name in SUITES or any(s.name == name for s in SUITES.values())
+    return latest_version(SUITES, name) is not None
 
 
 def available_suites() -> list[Suite]:
@@ -66,11 +66,9 @@ def available_suites() -> list[Suite]:
 
 def get_suite(name: str) -> Suite:
     """``NAME-vN`` exactly, or a bare ``NAME`` for its latest version."""
-    if name in SUITES:
-        return SUITES[name]
-    versions = [s for s in SUITES.values() if s.name == name]
-    if versions:
-        return max(versions, key=lambda s: s.version)
+    found = latest_version(SUITES, name)
+    if found is not None:
+        return found
     close = difflib.get_close_matches(name, list(SUITES) + list(BENCHMARKS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"unknown suite {name!r}{hint}; known: {', '.join(sorted(SUITES))}")
