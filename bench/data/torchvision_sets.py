@@ -33,7 +33,8 @@ from bench.errors import DataError
 
 #: seed of the fixed train / test split of the datasets torchvision gives no split for
 SPLIT_SEED = 0
-ROOT_HINT = "pass --datasets-root PATH, set BENCH_DATASETS_ROOT, or write the spec as tv:NAME:ROOT"
+ROOT_HINT = ("pass --datasets-root PATH or set BENCH_DATASETS_ROOT (from Python: datasets_root=PATH), or write the "
+             "spec as tv:NAME:ROOT")
 
 
 @dataclass(frozen=True)
