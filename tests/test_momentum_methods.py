@@ -76,7 +76,7 @@ def _cross_view_gap(m, views) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", [BYOL, MoCoV3])
-def test_learns_cross_view_agreement(cls):
+def test_learns_cross_view_agreement(cls, train_steps):
     """30 AdamW steps (~10 s) on one fixed pair of augmented views of 32 smooth 16 px images (a 2-block ViT): the
     loss falls, and the online prediction of one view matches the momentum encoder's output for the other view of
     the *same* image far better than for other images (a collapsed or a non-learning model leaves the gap ~0)."""
@@ -87,15 +87,7 @@ def test_learns_cross_view_agreement(cls):
             pred_hidden_dim=256, ema=0.99)
     views = ViewAugmenter(m.views, 16)(images)
     gap0, target0 = _cross_view_gap(m, views), m.teacher.module[0].model.patch_embed.proj.weight.clone()
-    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
-    losses = []
-    for step in range(30):
-        loss = m.training_loss(views)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        m.on_step_end(step, 30)
-        losses.append(loss.item())
+    losses = train_steps(m, views, 30)
     gap = _cross_view_gap(m, views)
     assert sum(losses[-5:]) / 5 < 0.8 * losses[0], losses
     assert gap > gap0 + 0.3, (gap0, gap)
