@@ -148,10 +148,10 @@ def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
 
 # ---------------------------------------------------------------- commands
 def cmd_methods(args) -> int:
-    from methods import available_methods
-    print_table(("method", "views", "trainable", "defined in"),
-                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__)
-                 for name, cls in available_methods().items()])
+    from methods import available_methods, method_description
+    print_table(("method", "views", "trainable", "defined in", "description"),
+                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__,
+                  method_description(cls)) for name, cls in available_methods().items()])
     return 0
 
 
