@@ -40,6 +40,12 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
                         "imagenette and imagewoof datasets (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    _add_decode_workers(p)
+
+
+def _add_decode_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decode-workers", type=int, default=None, metavar="N",
+                   help="processes that decode a split into the cache on first use (default: the usable cores)")
 
 
 def _add_batch_opts(p: argparse.ArgumentParser) -> None:
@@ -49,6 +55,7 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
+    _add_decode_workers(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
@@ -623,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
             return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
+        from bench.data.parallel import set_decode_workers
+        set_decode_workers(getattr(args, "decode_workers", None))  # None: the usable cores
         return args.func(args)
     except BenchError as e:
         if args.debug:

@@ -199,6 +199,7 @@ CASES = {
                             "does not exist"),
     "missing data root": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette64-v1",
                                          "--data-root", str(t / "nowhere")), "nowhere"),
+    "no decode workers": (lambda t: _run(t, "--method", "simclr", "--decode-workers", "0"), "--decode-workers must be"),
     "corrupt image": (corrupt_image, "1.png: not a readable image file"),
     "empty class folder": (empty_class, "c_empty"),
     "missing val split": (no_val_split, "val"),

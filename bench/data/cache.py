@@ -41,12 +41,25 @@ def files_cache_key(header: str, split_dir: Path, files: list[tuple[str, int]]) 
     return h.hexdigest()[:24]
 
 
-def progress_iter(items: Iterable, description: str, progress: bool, total: int | None = None) -> Iterable:
-    """``items``, under a transient rich progress bar when ``progress`` is set."""
-    if not progress:
+def progress_iter(items, description: str, progress: bool, total: int | None = None, unit: str = "img"):
+    """``items``, under a transient rich progress bar with the rate (``unit``/s) when ``progress`` is set and
+    stdout is a terminal; plain ``items`` otherwise (no bars in logs and pipes)."""
+    from bench.console import is_terminal
+    if not progress or not is_terminal():
         return items
-    from rich.progress import track
-    return track(items, total=total, description=description, transient=True)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else f"- {unit}/s")
+
+    def run():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                      TimeRemainingColumn(), transient=True) as bar:
+            yield from bar.track(items, total=total, description=description)
+    return run()
 
 
 def write_npy(out_path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], str]) -> str:
