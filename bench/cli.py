@@ -435,6 +435,25 @@ def cmd_data_prepare(args) -> int:
     return 0 if result.reproduced else 1
 
 
+def cmd_cache_verify(args) -> int:
+    from bench.data import default_cache_dir
+    from bench.data.cache import verify_cache
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    entries = verify_cache(cache_dir)
+    print_table(("entry", "size", "state"),
+                [(str(npy), f"{npy.stat().st_size / 2**20:.1f} MiB", "[green]ok[/]" if why is None else f"[red]corrupt[/]: {why}")
+                 for npy, why in entries], title=f"cache {cache_dir}")
+    bad = [npy for npy, why in entries if why is not None]
+    if bad and args.remove:
+        for npy in bad:
+            npy.unlink(missing_ok=True)
+            npy.with_suffix(".json").unlink(missing_ok=True)
+    out(f"{len(entries) - len(bad)} of {len(entries)} entries whole" + (
+        "" if not bad else f"; {len(bad)} corrupt " + ("removed (rebuilt on next use)" if args.remove else
+                                                         "(remove them with --remove; they are rebuilt on next use)")))
+    return 1 if bad else 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="ssl-bench: train SSL methods, probe frozen encoders, "
@@ -572,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing DATA_ROOT/DATASET")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("cache", help="the decoded-split cache: `bench cache verify` checks every entry in full")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
+    p = cache_sub.add_parser("verify", help="full sha256 check of every cached split (loading checks only the "
+                                            "header, size and a sample of rows); exit 1 if any is corrupt")
+    p.add_argument("--cache-dir", default=None, help="the cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    p.add_argument("--remove", action="store_true", help="remove corrupt entries (they are rebuilt on next use)")
+    p.set_defaults(func=cmd_cache_verify)
 
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)

@@ -200,6 +200,8 @@ CASES = {
     "missing data root": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette64-v1",
                                          "--data-root", str(t / "nowhere")), "nowhere"),
     "no decode workers": (lambda t: _run(t, "--method", "simclr", "--decode-workers", "0"), "--decode-workers must be"),
+    "cache verify of a missing folder": (lambda t: ["cache", "verify", "--cache-dir", str(t / "nocache")],
+                                         "nocache does not exist"),
     "corrupt image": (corrupt_image, "1.png: not a readable image file"),
     "empty class folder": (empty_class, "c_empty"),
     "missing val split": (no_val_split, "val"),
