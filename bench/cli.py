@@ -333,13 +333,27 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _int_pair(text: str | None, flag: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise BenchError(f"{flag} expects two whole numbers N,M (got {text!r})") from None
+    if not 0 < a < b:
+        raise BenchError(f"{flag} expects 0 < N < M (got {text!r})")
+    return a, b
+
+
 def cmd_perf(args) -> int:
     from bench.perf import SECTIONS, options_from, perf_table, run_perf, write_report
     opts = options_from(args.quick, method=args.method, backbone=args.backbone, stem=args.stem,
                         precision=args.precision, frames=args.frames, img_size=args.img_size,
                         batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
-                        data_batches=args.data_batches, probe_samples=args.probe_samples,
+                        data_batches=args.data_batches, decode_images=args.decode_images,
+                        decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
+                        probe_samples=args.probe_samples,
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
@@ -643,6 +657,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "many times, keep the best of each (default 1)")
     p.add_argument("--progress-bar", action="store_true", help="time the harness with its progress bar on")
     p.add_argument("--data-batches", type=int, default=None, help="batches for the data-pipeline measurement")
+    p.add_argument("--decode-images", type=int, default=None, help="synthetic 500x375 JPEGs the data section decodes "
+                   "(default 200; --quick 48)")
+    p.add_argument("--decode-size", type=int, default=None, help="cache size the data section decodes them to (default 256)")
+    p.add_argument("--cache-rows", default=None, metavar="N,M", help="rows of the two cached splits whose load times "
+                   "the data section compares (default 2000,16000)")
     p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")
     p.add_argument("--probe-epochs", type=int, default=None, help="linear-probe epochs (default 5)")
     p.add_argument("--knn-size", type=int, default=None, help="k-NN train and query rows (default 50000)")

@@ -202,6 +202,8 @@ CASES = {
     "no decode workers": (lambda t: _run(t, "--method", "simclr", "--decode-workers", "0"), "--decode-workers must be"),
     "cache verify of a missing folder": (lambda t: ["cache", "verify", "--cache-dir", str(t / "nocache")],
                                          "nocache does not exist"),
+    "perf --cache-rows not a pair": (lambda t: ["perf", "--only", "data", "--cache-rows", "100",
+                                                "--out", str(t / "p.json")], "--cache-rows expects two whole numbers"),
     "corrupt image": (corrupt_image, "1.png: not a readable image file"),
     "empty class folder": (empty_class, "c_empty"),
     "missing val split": (no_val_split, "val"),

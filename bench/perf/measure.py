@@ -36,6 +36,9 @@ class PerfOptions:
     repeats: int = 1                # harness and bare loop alternate this many times; the best of each is kept
     progress_bar: bool = False      # time the harness with its progress bar (what `bench train` shows)
     data_batches: int = 20
+    decode_images: int = 200        # synthetic 500 x 375 JPEGs decoded by the data section
+    decode_size: int = 256          # ... into a cache at this size (ImageNet's)
+    cache_rows: tuple[int, int] = (2_000, 16_000)  # two cached splits (3 x 64 x 64 rows) whose load times are compared
     probe_samples: int = 10_000
     probe_dim: int = 512
     probe_classes: int = 10
@@ -50,7 +53,7 @@ class PerfOptions:
 
 #: ``bench perf --quick``: about a minute on 2 CPU cores
 QUICK = dict(batch_size=64, warmup=2, steps=4, data_batches=5, probe_samples=2_000, probe_epochs=2,
-             knn_train=5_000, knn_queries=5_000)
+             knn_train=5_000, knn_queries=5_000, decode_images=48, cache_rows=(1_000, 8_000))
 
 
 def _device() -> torch.device:
