@@ -353,6 +353,7 @@ def cmd_perf(args) -> int:
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
                         data_batches=args.data_batches, decode_images=args.decode_images,
                         decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
+                        pipeline_source_px=args.pipeline_source_px,
                         probe_samples=args.probe_samples,
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
@@ -641,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perf", help="benchmark the harness: training step vs a bare PyTorch loop, data pipeline, "
                                     "1- vs 20-probe linear grid, faiss vs brute-force k-NN; prints ratios, writes JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (batch 64, 4 timed steps, 5k x 5k k-NN): ~1-2 min on 2 cores")
-    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,probe,knn (default: all)")
+    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,pipeline,probe,knn (default: all)")
     p.add_argument("--out", default="perf.json", help="JSON report (written atomically)")
     p.add_argument("--method", default=None, help="method whose step is timed (default simclr, with its recipe)")
     p.add_argument("--backbone", default=None, help="backbone (default: the method's recipe, resnet18 for simclr)")
@@ -660,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-images", type=int, default=None, help="synthetic 500x375 JPEGs the data section decodes "
                    "(default 200; --quick 48)")
     p.add_argument("--decode-size", type=int, default=None, help="cache size the data section decodes them to (default 256)")
+    p.add_argument("--pipeline-source-px", type=int, default=None, help="side of the JPEGs the pipeline section's "
+                   "two pipelines read (default 64)")
     p.add_argument("--cache-rows", default=None, metavar="N,M", help="rows of the two cached splits whose load times "
                    "the data section compares (default 2000,16000)")
     p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")

@@ -83,3 +83,47 @@ def test_perf_times_a_video_method_on_clips_in_the_precision_asked(tmp_path, cap
     t = json.loads(out.read_text())["train"]
     assert t["method"] == "vjepa" and t["backbone"] == "video_vit_tiny" and t["precision"] == "32-true"
     assert t["harness_images_per_s"] > 0 and t["bare_images_per_s"] > 0
+
+
+def test_conventional_transform_makes_the_views_the_method_asks_for():
+    from PIL import Image
+
+    from bench.augment import IMAGENET_MEAN, IMAGENET_STD, ViewSpec
+    from bench.perf.pipeline import MultiView, conventional_transform
+    spec = ViewSpec.simclr(size=12)
+    views = MultiView([conventional_transform(spec, IMAGENET_MEAN, IMAGENET_STD)] * 2)(
+        Image.fromarray(np.full((40, 30, 3), 255, np.uint8)))
+    assert len(views) == 2 and all(v.shape == (3, 12, 12) and v.dtype == torch.float32 for v in views)
+    white = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)  # normalised like the harness's views
+    assert torch.allclose(views[0].amax(dim=(1, 2)), white, atol=1e-5)
+
+
+def test_batched_augmentation_runs_on_one_cpu_thread_with_the_same_views():
+    from bench.augment import ViewAugmenter, ViewSpec
+    x = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8)
+    aug = ViewAugmenter([ViewSpec.simclr(), ViewSpec(blur_p=1.0, solarize_p=0.5)], 12)
+    seen = []
+    aug._pipes[aug._keys[0]].register_forward_pre_hook(lambda m, a: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    views = aug(x)
+    assert seen == [1] and torch.get_num_threads() == 2  # one thread inside, restored after
+    torch.manual_seed(0)
+    with torch.no_grad():  # the pipelines themselves, on torch's own thread count: the same pixels
+        from bench.augment import normalize, to_float
+        direct = [normalize(aug._pipes[k](to_float(x)).clamp_(0, 1)) for k in aug._keys]
+    assert all(torch.equal(a, b) for a, b in zip(views, direct))
+
+
+@pytest.mark.slow
+def test_perf_pipeline_times_the_harness_against_a_conventional_pipeline(tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--only", "pipeline", "--batch-size", "4", "--img-size", "16", "--warmup", "1", "--steps",
+                 "1", "--pipeline-source-px", "24", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "harness step (uint8 cache)" in text and "conventional pipeline" in text and "harness_vs_conventional" in text
+    report = json.loads(out.read_text())
+    p = report["pipeline"]
+    assert p["batch_size"] == 4 and p["img_size"] == 16 and p["source_px"] == 24 and p["timed_steps"] == 1
+    assert p["harness_images_per_s"] > 0 and p["conventional_images_per_s"] > 0 and p["conventional_workers"] >= 1
+    assert 0 < p["profile"]["augment_share_of_step"] and set(report["ratios"]) == {"harness_vs_conventional"}

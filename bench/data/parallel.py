@@ -77,13 +77,8 @@ def ordered_map(fn: Callable, items: Sequence, *, workers: int | None = None, de
 
 
 def _in_process(calls: _Calls) -> Iterator:
-    """The calls in this process on one thread, as a worker runs them (torch's intra-op threads fighting over busy
-    cores made the per-image resize ~9x slower than on one)."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """The calls in this process on one intra-op thread, as a worker runs them."""
+    from bench.threads import one_cpu_thread
+    with one_cpu_thread():
         for i in range(len(calls)):
             yield calls[i]
-    finally:
-        torch.set_num_threads(threads)

@@ -4,6 +4,11 @@
     20-probe linear grid    <= 2.5 x the time of one probe
     faiss k-NN              faster than brute-force torch k-NN (50k x 50k, 384-d)
 
+the harness's step against a conventional pipeline (``--only pipeline``: torchvision ImageFolder + per-sample
+transforms in DataLoader workers, same model, batch, precision and augmentations; see :mod:`bench.perf.pipeline`):
+
+    harness step                     >= 1.2 x the conventional pipeline's images/s
+
 plus the data path alone (``--only data``: decode images/s with 1 and N worker processes, cached-split load time
 against its size, the uint8 -> views throughput; see :mod:`bench.perf.data_path`):
 
@@ -25,13 +30,14 @@ from bench.perf.measure import QUICK, PerfOptions
 
 __all__ = ["PerfOptions", "QUICK", "SECTIONS", "TARGETS", "run_perf", "perf_table", "write_report"]
 
-SECTIONS = ("train", "data", "probe", "knn")
+SECTIONS = ("train", "data", "pipeline", "probe", "knn")
 
 #: ratio name -> (section, key, comparison, bound)
 TARGETS = {
     "harness_vs_bare": ("train", "harness_vs_bare", ">=", 0.95),
     "grid20_vs_grid1": ("probe", "grid20_vs_grid1", "<=", 2.5),
     "faiss_speedup": ("knn", "faiss_speedup", ">", 1.0),
+    "harness_vs_conventional": ("pipeline", "harness_vs_conventional", ">=", 1.2),
     "decode_speedup": ("data", "decode_speedup", ">", 1.2),
     "load_large_vs_small": ("data", "load_large_vs_small", "<=", 2.0),
 }
@@ -57,7 +63,7 @@ def _env() -> dict:
 
 def run_perf(opts: PerfOptions | None = None, sections=SECTIONS, log=print) -> dict:
     """Run the chosen sections; returns the report (options, environment, per-section numbers, ratios)."""
-    from bench.perf import data_path, measure
+    from bench.perf import data_path, measure, pipeline
     opts = opts or PerfOptions()
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -65,7 +71,8 @@ def run_perf(opts: PerfOptions | None = None, sections=SECTIONS, log=print) -> d
         raise ConfigError(f"unknown perf section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     report: dict = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "options": asdict(opts),
                     "env": _env(), "loadavg_start": _loadavg()}
-    runners = {"train": measure.train_step, "data": data_path.data_section, "probe": measure.linear_grid,
+    runners = {"train": measure.train_step, "data": data_path.data_section,
+               "pipeline": pipeline.pipeline_section, "probe": measure.linear_grid,
                "knn": measure.knn}
     start = time.perf_counter()
     for name in SECTIONS:
@@ -113,6 +120,15 @@ def perf_table(report: dict) -> dict:
         for e in d["cache_load"]["entries"]:
             rows.append((f"open cached split, {e['mib']:.0f} MiB", f"{1000 * e['load_s']:.1f} ms",
                          f"{e['rows']} rows; a whole-file sha256 takes {1000 * e['full_sha256_s']:.0f} ms"))
+    if "pipeline" in report:
+        p = report["pipeline"]
+        what = f"{p['method']} {p['backbone']} {p['img_size']}px from {p['source_px']}px JPEGs, batch {p['batch_size']}"
+        rows.append(("harness step (uint8 cache)", f"{p['harness_images_per_s']:.1f} img/s",
+                     f"{p['harness_step_ms']:.0f} ms/step; {what}; batched augmentation "
+                     f"{p['profile']['augment_ms_per_batch']:.0f} ms/batch"))
+        rows.append(("conventional pipeline", f"{p['conventional_images_per_s']:.1f} img/s",
+                     f"{p['conventional_step_ms']:.0f} ms/step; ImageFolder + per-sample v2 transforms, "
+                     f"{p['conventional_workers']} workers"))
     if "probe" in report:
         p = report["probe"]
         rows.append(("linear probe, 1 member", f"{p['grid1_s']:.2f} s",

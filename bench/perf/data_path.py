@@ -21,14 +21,17 @@ import numpy as np
 PHOTO_SIZES = ((500, 375), (375, 500))
 
 
-def synthetic_imagenet_tree(split_dir: Path, n: int, classes: int = 10, seed: int = 0) -> Path:
+def synthetic_imagenet_tree(split_dir: Path, n: int, classes: int = 10, seed: int = 0,
+                            sizes: tuple[tuple[int, int], ...] = PHOTO_SIZES) -> Path:
     """``split_dir/<class>/<i>.JPEG``: ``n`` smooth random colour fields with fine noise, JPEG quality 90, so
-    that file sizes (~30-60 kB) and decode cost are close to ImageNet photos'."""
+    that file sizes (~60 kB at 500 x 375) and decode cost are close to ImageNet photos'; image i is
+    ``sizes[i % len(sizes)]`` (width, height) and in class ``i % classes``."""
     from PIL import Image
     rng = np.random.default_rng(seed)
     for i in range(n):
-        w, h = PHOTO_SIZES[i % len(PHOTO_SIZES)]
-        coarse = Image.fromarray(rng.integers(0, 256, (h // 25, w // 25, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        w, h = sizes[i % len(sizes)]
+        coarse = Image.fromarray(rng.integers(0, 256, (max(2, h // 25), max(2, w // 25), 3), dtype=np.uint8))
+        coarse = coarse.resize((w, h), Image.BICUBIC)
         pixels = np.asarray(coarse, dtype=np.int16) + rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
         folder = split_dir / f"n{i % classes:08d}"
         folder.mkdir(parents=True, exist_ok=True)
