@@ -50,16 +50,17 @@ def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "perf.json"
     assert main(["perf", "--quick", "--batch-size", "4", "--img-size", "16", "--warmup", "1", "--steps", "1",
                  "--data-batches", "1", "--decode-images", "6", "--decode-size", "16", "--cache-rows", "10,80",
-                 "--probe-samples", "64", "--probe-epochs", "1", "--knn-size", "200",
+                 "--pipeline-source-px", "24", "--probe-samples", "64", "--probe-epochs", "1", "--knn-size", "200",
                  "--knn-dim", "8", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     for row in ("harness step", "bare PyTorch loop", "data pipeline", "20-member grid", "k-NN faiss",
-                "decode, 1 worker", "open cached split", "harness_vs_bare", "grid20_vs_grid1", "faiss_speedup",
+                "decode, 1 worker", "open cached split", "conventional pipeline", "harness_vs_bare", "grid20_vs_grid1",
+                "faiss_speedup",
                 "decode_speedup", "load_large_vs_small"):
         assert row in text
     report = json.loads(out.read_text())
     assert set(report["ratios"]) == {"harness_vs_bare", "grid20_vs_grid1", "faiss_speedup", "decode_speedup",
-                                     "load_large_vs_small"}
+                                     "load_large_vs_small", "harness_vs_conventional"}
     for r in report["ratios"].values():
         assert r["value"] > 0 and isinstance(r["met"], bool) and r["target"]
     t = report["train"]
@@ -126,4 +127,5 @@ def test_perf_pipeline_times_the_harness_against_a_conventional_pipeline(tmp_pat
     p = report["pipeline"]
     assert p["batch_size"] == 4 and p["img_size"] == 16 and p["source_px"] == 24 and p["timed_steps"] == 1
     assert p["harness_images_per_s"] > 0 and p["conventional_images_per_s"] > 0 and p["conventional_workers"] >= 1
+    assert p["cpu_s_per_image"]["harness"] > 0 and p["cpu_s_per_image"]["conventional"] > 0
     assert 0 < p["profile"]["augment_share_of_step"] and set(report["ratios"]) == {"harness_vs_conventional"}

@@ -129,6 +129,9 @@ def perf_table(report: dict) -> dict:
         rows.append(("conventional pipeline", f"{p['conventional_images_per_s']:.1f} img/s",
                      f"{p['conventional_step_ms']:.0f} ms/step; ImageFolder + per-sample v2 transforms, "
                      f"{p['conventional_workers']} workers"))
+        c = p["cpu_s_per_image"]
+        rows.append(("CPU time per image", f"{1000 * c['harness']:.0f} / {1000 * c['conventional']:.0f} ms",
+                     "harness / conventional, workers included (the work done, whatever share of busy cores each got)"))
     if "probe" in report:
         p = report["probe"]
         rows.append(("linear probe, 1 member", f"{p['grid1_s']:.2f} s",

@@ -16,6 +16,7 @@ on this device: the batched augmentation alone against the whole step.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -84,6 +85,12 @@ def _augment_ms(opts, cfg, images, labels) -> float:
     return 1000 * (time.perf_counter() - t) / (len(batches) - 1)
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and of its children that have exited."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def pipeline_section(opts) -> dict:
     from bench.data.imagefolder import load_imagefolder
     from bench.data.parallel import decode_workers
@@ -103,12 +110,17 @@ def pipeline_section(opts) -> dict:
         data = load_imagefolder(split, cache_dir=Path(tmp) / "cache")  # decoded once, as the harness does
         images, labels = data.images, data.labels
         augment_ms = _augment_ms(opts, cfg, images, labels)
+        cpu = {"harness": [], "conventional": []}
         for _ in range(max(1, opts.repeats)):  # alternate, so background load hits both alike
+            t = _cpu_s()
             loader = conventional_loader(split, specs, cfg.batch_size, workers, cfg.seed)
             conventional.append(_bare(opts, cfg, images, labels, loader=loader,
                                       to_views=lambda views: [v.to(device, non_blocking=True) for v in views]))
-            del loader  # stops its worker processes before the harness runs
+            del loader  # stops (and reaps) its worker processes before the harness runs
+            cpu["conventional"].append(_cpu_s() - t)
+            t = _cpu_s()
             harness.append(_harness(opts, cfg, images, labels))
+            cpu["harness"].append(_cpu_s() - t)
     steps = opts.steps
     h, c = min(harness), min(conventional)
     return {"method": cfg.method, "backbone": cfg.backbone, "backbone_kwargs": cfg.backbone_kwargs,
@@ -117,5 +129,8 @@ def pipeline_section(opts) -> dict:
             "harness_s": harness, "conventional_s": conventional,
             "harness_images_per_s": steps * cfg.batch_size / h, "conventional_images_per_s": steps * cfg.batch_size / c,
             "harness_step_ms": 1000 * h / steps, "conventional_step_ms": 1000 * c / steps,
+            # CPU seconds of this process and its (reaped) workers per image over the whole run, warm-up and setup
+            # included: the work each pipeline does, whatever share of busy cores the scheduler gave it
+            "cpu_s_per_image": {k: min(v) / n for k, v in cpu.items()},
             "profile": {"augment_ms_per_batch": augment_ms, "augment_share_of_step": augment_ms / (1000 * h / steps)},
             "harness_vs_conventional": c / h}
