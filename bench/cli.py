@@ -44,6 +44,12 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
                         "$BENCH_DATASETS_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    _add_decode_workers(p)
+
+
+def _add_decode_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decode-workers", type=int, default=None, metavar="N",
+                   help="processes that decode a split into the cache on first use (default: the usable cores)")
 
 
 def _add_suite_opts(p: argparse.ArgumentParser) -> None:
@@ -66,6 +72,7 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
+    _add_decode_workers(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
@@ -416,13 +423,28 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _int_pair(text: str | None, flag: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise BenchError(f"{flag} expects two whole numbers N,M (got {text!r})") from None
+    if not 0 < a < b:
+        raise BenchError(f"{flag} expects 0 < N < M (got {text!r})")
+    return a, b
+
+
 def cmd_perf(args) -> int:
     from bench.perf import SECTIONS, options_from, perf_table, run_perf, write_report
     opts = options_from(args.quick, method=args.method, backbone=args.backbone, stem=args.stem,
                         precision=args.precision, frames=args.frames, img_size=args.img_size,
                         batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
-                        data_batches=args.data_batches, probe_samples=args.probe_samples,
+                        data_batches=args.data_batches, decode_images=args.decode_images,
+                        decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
+                        pipeline_source_px=args.pipeline_source_px,
+                        probe_samples=args.probe_samples,
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
@@ -516,6 +538,25 @@ def cmd_data_prepare(args) -> int:
     result = prepare_imagenette64(args.source, args.data_root, force=args.force, progress=not args.no_progress)
     print("\n".join(result.summary()))
     return 0 if result.reproduced else 1
+
+
+def cmd_cache_verify(args) -> int:
+    from bench.data import default_cache_dir
+    from bench.data.cache import verify_cache
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    entries = verify_cache(cache_dir)
+    print_table(("entry", "size", "state"),
+                [(str(npy), f"{npy.stat().st_size / 2**20:.1f} MiB", "[green]ok[/]" if why is None else f"[red]corrupt[/]: {why}")
+                 for npy, why in entries], title=f"cache {cache_dir}")
+    bad = [npy for npy, why in entries if why is not None]
+    if bad and args.remove:
+        for npy in bad:
+            npy.unlink(missing_ok=True)
+            npy.with_suffix(".json").unlink(missing_ok=True)
+    out(f"{len(entries) - len(bad)} of {len(entries)} entries whole" + (
+        "" if not bad else f"; {len(bad)} corrupt " + ("removed (rebuilt on next use)" if args.remove else
+                                                         "(remove them with --remove; they are rebuilt on next use)")))
+    return 1 if bad else 0
 
 
 # ---------------------------------------------------------------- parser
@@ -659,6 +700,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_prepare)
 
+    p = sub.add_parser("cache", help="the decoded-split cache: `bench cache verify` checks every entry in full")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
+    p = cache_sub.add_parser("verify", help="full sha256 check of every cached split (loading checks only the "
+                                            "header, size and a sample of rows); exit 1 if any is corrupt")
+    p.add_argument("--cache-dir", default=None, help="the cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    p.add_argument("--remove", action="store_true", help="remove corrupt entries (they are rebuilt on next use)")
+    p.set_defaults(func=cmd_cache_verify)
+
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("benchmarks", help="list benchmark versions and suites")
@@ -687,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perf", help="benchmark the harness: training step vs a bare PyTorch loop, data pipeline, "
                                     "1- vs 20-probe linear grid, faiss vs brute-force k-NN; prints ratios, writes JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (batch 64, 4 timed steps, 5k x 5k k-NN): ~1-2 min on 2 cores")
-    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,probe,knn (default: all)")
+    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,pipeline,probe,knn (default: all)")
     p.add_argument("--out", default="perf.json", help="JSON report (written atomically)")
     p.add_argument("--method", default=None, help="method whose step is timed (default simclr, with its recipe)")
     p.add_argument("--backbone", default=None, help="backbone (default: the method's recipe, resnet18 for simclr)")
@@ -703,6 +752,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "many times, keep the best of each (default 1)")
     p.add_argument("--progress-bar", action="store_true", help="time the harness with its progress bar on")
     p.add_argument("--data-batches", type=int, default=None, help="batches for the data-pipeline measurement")
+    p.add_argument("--decode-images", type=int, default=None, help="synthetic 500x375 JPEGs the data section decodes "
+                   "(default 200; --quick 48)")
+    p.add_argument("--decode-size", type=int, default=None, help="cache size the data section decodes them to (default 256)")
+    p.add_argument("--pipeline-source-px", type=int, default=None, help="side of the JPEGs the pipeline section's "
+                   "two pipelines read (default 64)")
+    p.add_argument("--cache-rows", default=None, metavar="N,M", help="rows of the two cached splits whose load times "
+                   "the data section compares (default 2000,16000)")
     p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")
     p.add_argument("--probe-epochs", type=int, default=None, help="linear-probe epochs (default 5)")
     p.add_argument("--knn-size", type=int, default=None, help="k-NN train and query rows (default 50000)")
@@ -717,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
             return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
+        from bench.data.parallel import set_decode_workers
+        set_decode_workers(getattr(args, "decode_workers", None))  # None: the usable cores
         return args.func(args)
     except BenchError as e:
         if args.debug:
