@@ -32,7 +32,7 @@ class Constant(Method):
 
 def test_benchmarks_and_methods_print_whole_rows(capsys):
     from bench.benchmarks import available_benchmarks
-    from methods import available_methods
+    from methods import available_methods, method_description
     assert main(["benchmarks"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["benchmark", "data", "eval", "px", "headline", "description"]
@@ -48,8 +48,9 @@ def test_benchmarks_and_methods_print_whole_rows(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + len(available_methods())
     assert lines[0].split() == ["method", "views", "trainable", "defined", "in", "description"]
-    assert all(re.match(rf"{re.escape(n)} +\d+ +(yes|no \(baseline\)) +{re.escape(c.__module__)} +\S.*[^…]$", line)
-               for line, (n, c) in zip(lines[1:], available_methods().items()))  # the description, never cut
+    assert all(re.match(rf"{re.escape(n)} +\d+ +(yes|no \(baseline\)) +{re.escape(c.__module__)}( +\S.*)?$", line)
+               and line.endswith(method_description(c))  # the whole first sentence, never cut
+               for line, (n, c) in zip(lines[1:], available_methods().items()))
 
 
 def test_plain_table_aligns_columns_and_keeps_long_cells(capsys):
