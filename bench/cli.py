@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from bench.console import one_line_warnings, out, print_table, rule, warn
-from bench.errors import BenchError, TrainingError
+from bench.errors import BenchError, ConfigError, TrainingError
 
 
 def _quiet_lightning() -> None:
@@ -110,22 +110,32 @@ def _checked(resolved):
     return resolved
 
 
-def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
+def _set_overrides(items: list[str], overrides: dict | None = None, flag: str = "--set") -> dict:
     """``--set KEY=VALUE`` items (YAML values); a dotted key nests, ``a.b.c=V`` -> ``{"a": {"b": {"c": V}}}``
-    (``method_kwargs.temperature``, ``wm.env.size``)."""
+    (``method_kwargs.temperature``, ``wm.env.size``). A malformed value, or a key that nests under a value, is
+    one ConfigError line."""
     import yaml
     overrides = dict(overrides or {})
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise BenchError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         *outer, last = key.split(".")
+        if not all(outer) or not last:
+            raise ConfigError(f"{flag} {item!r}: empty key part in {key!r} (KEY or A.B=VALUE)")
         node = overrides
-        for part in outer:  # copy each level: the caller's dicts are never changed
-            child = dict(node.get(part) or {})
-            node[part] = child
+        for depth, part in enumerate(outer):  # copy each level: the caller's dicts are never changed
+            child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                raise ConfigError(f"{flag} {item!r}: {'.'.join(outer[:depth + 1])} is a single value "
+                                  f"({child!r}), not a mapping of keys; set it with {'.'.join(outer[:depth + 1])}=VALUE")
+            node[part] = child = dict(child or {})
             node = child
-        node[last] = yaml.safe_load(value)
+        try:
+            node[last] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{flag} {item!r}: the value {value!r} is not valid YAML ({problem})") from None
     return overrides
 
 
@@ -282,7 +292,7 @@ def cmd_eval(args) -> int:
     rec = evaluate(args.model, benchmark, weights=args.weights, results_dir=args.results, name=args.name,
                    data_root=args.data_root, cache_dir=args.cache_dir, weights_key=args.weights_key,
                    weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
-                   model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
+                   model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
     if rec.model.get("resampled"):
         out(f"note: {rec.model['resampled']}")
     if not rec.model.get("tokens"):
@@ -302,7 +312,6 @@ def _publish_leaderboard(benchmark, results, out, formats: tuple[str, ...], stan
 def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
     from bench.records import load_records
-    from bench.errors import ConfigError
     try:
         bench = get_benchmark(args.benchmark)
     except ConfigError:
