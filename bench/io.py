@@ -182,7 +182,7 @@ def read_torch_data(path: str | os.PathLike, safe_globals: Iterable = ()) -> Any
         detail = next((line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")),
                       text.splitlines()[0][:100] if text else type(e).__name__)
         why = ("it holds pickled objects other than tensors and plain data (possibly code); nothing of it was run"
-               if "Unsupported global" in text
+               if "unsupported global" in text.lower()
                else "the file is empty" if path.is_file() and path.stat().st_size == 0
                else "truncated or corrupt file" if "zip archive" in text or isinstance(e, EOFError)
                else f"not a PyTorch checkpoint: {detail}")
