@@ -38,8 +38,25 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet (PATH/train/<wnid>/*.JPEG, PATH/val/<wnid>/*.JPEG) for the imagenet, imagenet100, "
                         "imagenette and imagewoof datasets (default: $BENCH_IMAGENET_ROOT)")
+    p.add_argument("--datasets-root", default=None, metavar="PATH",
+                   help="folder of the local torchvision dataset copies that tv:NAME specs and the transfer benchmarks "
+                        "read (cifar-10-batches-py/, flowers-102/, dtd/, ...; see docs/transfer.md; default: "
+                        "$BENCH_DATASETS_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+
+
+def _add_suite_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default=None, metavar="SUITE-vN",
+                   help="score the encoder on every benchmark of a suite (see `bench benchmarks`), one record each; "
+                        "benchmarks already recorded for it are skipped, so a killed suite continues")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --suite: skip the datasets that are not present instead of stopping (no aggregate)")
+
+
+def _datasets_root(args) -> str | None:
+    """--datasets-root, else $BENCH_DATASETS_ROOT (read here: the library takes the folder as an argument)."""
+    return getattr(args, "datasets_root", None) or os.environ.get("BENCH_DATASETS_ROOT") or None
 
 
 def _add_batch_opts(p: argparse.ArgumentParser) -> None:
@@ -150,9 +167,13 @@ def cmd_methods(args) -> int:
 
 def cmd_benchmarks(args) -> int:
     from bench.benchmarks import available_benchmarks
+    from bench.benchmarks.suites import available_suites
     print_table(("benchmark", "data", "eval px", "headline", "description"),
                 [(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
                   b.img_size, b.headline, b.description) for b in available_benchmarks()])
+    print_table(("suite", "benchmarks", "aggregates", "description"),
+                [(s.id, " ".join(s.benchmarks), ", ".join(s.scores), s.description) for s in available_suites()],
+                title="suites (bench eval --model SPEC --suite SUITE-vN; bench leaderboard SUITE-vN)")
     return 0
 
 
@@ -173,7 +194,8 @@ def _data_options(args) -> list[str]:
     """The data options given, as a command line takes them again (the probe hint, the SLURM requeue)."""
     out: list[str] = []
     for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
-                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+                        ("--imagenet-root", args.imagenet_root), ("--datasets-root", getattr(args, "datasets_root", None)),
+                        ("--cache-dir", args.cache_dir)):
         if value is not None:
             out += [flag, str(value)]
     return out
@@ -183,12 +205,54 @@ def cmd_run(args) -> int:
     from bench.runner import run_benchmark
     bench = _benchmark(args)
     resolved = _checked(_run_config(args, bench))
+    suite = _suite(args)
     rec = run_benchmark(resolved.config, bench, results_dir=args.results, runs_dir=args.runs_dir,
                         recipe=resolved.recipe, progress=not args.no_progress, data_root=args.data_root,
-                        cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+                        cache_dir=args.cache_dir, imagenet_root=args.imagenet_root, datasets_root=_datasets_root(args))
     if rec is not None:  # None on a DDP rank > 0: rank 0 writes and prints the record
         _print_record(rec)
+        if suite is not None:
+            run_dir = Path(args.runs_dir) / bench.id / rec.run_id
+            _suite_done(args, _probe_suite(args, run_dir, suite), ["bench", "probe", str(run_dir)])
     return 0
+
+
+def _suite(args):
+    """The --suite of a command (checked before any work), or None."""
+    if not getattr(args, "suite", None):
+        if getattr(args, "allow_missing", False):
+            raise BenchError("--allow-missing goes with --suite")
+        return None
+    from bench.benchmarks.suites import get_suite
+    return get_suite(args.suite)
+
+
+def _probe_suite(args, run_dir, suite):
+    from bench.suite_runner import probe_suite
+    return probe_suite(run_dir, suite, results_dir=args.results, allow_missing=args.allow_missing,
+                       data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
+                       datasets_root=_datasets_root(args), log=lambda msg: out(msg, style="dim"))
+
+
+def _suite_done(args, result, again: list[str]) -> None:
+    """Each record of a suite run, then what was recorded, where its leaderboard comes from and (partial) the
+    command ``again`` + options that continues it."""
+    for bench_id, rec in result.records.items():
+        if bench_id not in result.reused:
+            _print_record(rec)
+    suite = result.suite
+    missing = f"; missing: {', '.join(result.missing)}" if result.missing else ""
+    out(f"{suite.id}: {len(result.records)} of {len(suite.benchmarks)} datasets recorded "
+        f"({len(result.reused)} found already){missing}; table: bench leaderboard {suite.id} --results "
+        f"{shlex.quote(str(args.results))}" + ("" if result.complete else "; continue: " + shlex.join(
+            [*again, "--suite", suite.id, *_suite_data_options(args), "--results", str(args.results)])))
+
+
+def _suite_data_options(args) -> list[str]:
+    """The data options of a suite command line (the suite names the benchmarks: no --benchmark / --data)."""
+    opts = _data_options(args)  # flag, value pairs
+    return [x for flag, value in zip(opts[::2], opts[1::2]) if flag not in ("--benchmark", "--data")
+            for x in (flag, value)]
 
 
 def cmd_train(args) -> int:
@@ -197,7 +261,8 @@ def cmd_train(args) -> int:
     resolved = None if args.resume else _checked(_run_config(args, bench))
     run_dir = train_run(resolved.config if resolved else None, bench, runs_dir=args.runs_dir,
                         recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
-                        data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+                        data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
+                        datasets_root=_datasets_root(args))
     if run_dir is not None:  # None on a DDP rank > 0
         probe = shlex.join(["bench", "probe", str(run_dir), *_data_options(args)])
         out(f"trained encoder saved in {run_dir}  (evaluate: {probe})")
@@ -273,8 +338,14 @@ def cmd_curves(args) -> int:
 
 def cmd_probe(args) -> int:
     from bench.runner import probe_run
-    rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results,
-                    data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    suite = _suite(args)
+    if suite is not None:
+        if args.benchmark or args.data:
+            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
+        _suite_done(args, _probe_suite(args, args.run_dir, suite), ["bench", "probe", str(args.run_dir)])
+        return 0
+    rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results, data_root=args.data_root,
+                    cache_dir=args.cache_dir, imagenet_root=args.imagenet_root, datasets_root=_datasets_root(args))
     _print_record(rec)
     return 0
 
@@ -288,11 +359,23 @@ def cmd_eval(args) -> int:
             raise BenchError("--weights / --name / --model-arg go with --model, not with a run folder")
         return cmd_probe(args)
     from bench.scoring import evaluate
+    load_kw = dict(weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
+                   model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
+    suite = _suite(args)
+    if suite is not None:
+        from bench.suite_runner import evaluate_suite
+        if args.benchmark or args.data:
+            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
+        result = evaluate_suite(args.model, suite, weights=args.weights, results_dir=args.results, name=args.name,
+                                allow_missing=args.allow_missing, data_root=args.data_root, cache_dir=args.cache_dir,
+                                datasets_root=_datasets_root(args), log=lambda msg: out(msg, style="dim"), **load_kw)
+        _suite_done(args, result, ["bench", "eval", "--model", args.model,
+                                   *(["--weights", str(args.weights)] if args.weights else []),
+                                   *(["--name", args.name] if args.name else [])])
+        return 0
     benchmark = _benchmark(args)
     rec = evaluate(args.model, benchmark, weights=args.weights, results_dir=args.results, name=args.name,
-                   data_root=args.data_root, cache_dir=args.cache_dir, weights_key=args.weights_key,
-                   weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
-                   model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
+                   data_root=args.data_root, cache_dir=args.cache_dir, datasets_root=_datasets_root(args), **load_kw)
     if rec.model.get("resampled"):
         out(f"note: {rec.model['resampled']}")
     if not rec.model.get("tokens"):
@@ -311,7 +394,14 @@ def _publish_leaderboard(benchmark, results, out, formats: tuple[str, ...], stan
 
 def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
+    from bench.benchmarks.suites import is_suite
     from bench.records import load_records
+    if is_suite(args.benchmark):
+        from bench.suite_leaderboard import render_suite_leaderboard, write_suite_leaderboard
+        df, paths = write_suite_leaderboard(args.benchmark, args.results, args.out, tuple(args.format), args.standalone)
+        print(render_suite_leaderboard(df, "md"))
+        out("written: " + ", ".join(str(p) for p in paths))
+        return 0
     try:
         bench = get_benchmark(args.benchmark)
     except ConfigError:
@@ -458,9 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="train + probe + write one run record")
+    p = sub.add_parser("run", help="train + probe + write one run record (--suite: then a record per suite benchmark)")
     _add_train_opts(p)
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -516,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_probe)
 
@@ -535,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: the model's)")
     p.add_argument("--name", default=None, help="label of the record and its leaderboard row (default: the SPEC)")
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_eval)
 
@@ -577,11 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
-    p = sub.add_parser("benchmarks", help="list benchmark versions")
+    p = sub.add_parser("benchmarks", help="list benchmark versions and suites")
     p.set_defaults(func=cmd_benchmarks)
 
-    p = sub.add_parser("leaderboard", help="aggregate one benchmark version's records into tables")
-    p.add_argument("benchmark", help="benchmark id NAME-vN")
+    p = sub.add_parser("leaderboard", help="aggregate one benchmark version's records into tables (a suite id: "
+                                           "per-dataset scores, their mean and average rank)")
+    p.add_argument("benchmark", help="benchmark id NAME-vN, or a suite id such as transfer-v1")
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--out", default="leaderboards", help="output folder (a sub-folder per benchmark id)")
     p.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "tex", "html"],

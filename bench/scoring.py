@@ -26,24 +26,12 @@ def _architecture(spec: str) -> str:
     return rest.rsplit(":", 1)[-1] if kind not in ("timm", "torchvision", "hf") else Path(rest).name or rest
 
 
-def evaluate(encoder_or_spec: nn.Module | str, benchmark: Benchmark | str, *, weights: str | Path | None = None,
-             probes: tuple[str, ...] | None = None, results_dir: str | Path | None = None, name: str | None = None,
-             data=None, data_root: str | None = None, cache_dir: str | None = None, **load_kw: Any) -> RunRecord:
-    """Probe a frozen encoder with ``benchmark``'s protocol; write the record under ``results_dir`` when given.
-
-    ``encoder_or_spec``: a model spec for :func:`bench.external.load_encoder` (``timm:NAME``, ``torchvision:NAME``,
-    ``hf:PATH``, ``module:callable``; ``weights`` and ``load_kw`` go to it) or any ``nn.Module`` mapping
-    normalised images to ``(B, D)`` (with ``tokens(x) -> (B, N, D)`` for the attentive probe). ``name`` labels the
-    leaderboard row (default: the spec, or the module's class name)."""
+def resolve_encoder(encoder_or_spec: nn.Module | str, bench: Benchmark, weights: str | Path | None = None,
+                    **load_kw: Any) -> tuple[nn.Module, dict]:
+    """The frozen encoder to score on ``bench`` (a spec is loaded at the benchmark's resolution) and what the record
+    says of it (``model``: spec, weights file + sha256, layout, preprocessing)."""
     from bench.external import ExternalEncoder, load_encoder
-    from bench.runner import load_benchmark_data
-    from probes.evaluate import evaluate_encoder
     from probes.features import weights_hash
-
-    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
-    if bench.is_video:
-        raise BenchError(f"{bench.id} holds clips: external encoders are scored on image benchmarks")
-    start = time.perf_counter()
     if isinstance(encoder_or_spec, str):
         encoder = load_encoder(encoder_or_spec, weights, img_size=bench.img_size, **load_kw)
     elif isinstance(encoder_or_spec, nn.Module):
@@ -53,20 +41,49 @@ def evaluate(encoder_or_spec: nn.Module | str, benchmark: Benchmark | str, *, we
     else:
         raise BenchError(f"evaluate() takes a model spec or an nn.Module, got {type(encoder_or_spec).__name__}")
     if isinstance(encoder, ExternalEncoder):
-        info = dict(encoder.info)
-    else:
-        info = {"spec": f"python:{type(encoder).__module__}.{type(encoder).__qualname__}",
-                "weights": {"sha256": weights_hash(encoder)}, "tokens": hasattr(encoder, "tokens")}
-    label = name or (encoder_or_spec if isinstance(encoder_or_spec, str) else type(encoder).__name__)
+        return encoder, dict(encoder.info)
+    return encoder, {"spec": f"python:{type(encoder).__module__}.{type(encoder).__qualname__}",
+                     "weights": {"sha256": weights_hash(encoder)}, "tokens": hasattr(encoder, "tokens")}
+
+
+def external_config(info: dict) -> dict:
+    """A record's ``config`` for an external encoder (its ``config_hash`` tells encoders apart)."""
+    return {"model": info["spec"], "model_kwargs": info.get("model_kwargs", {}),
+            "weights_sha256": (info.get("weights") or {}).get("sha256"), "mean": info.get("mean"), "std": info.get("std")}
+
+
+def encoder_label(encoder_or_spec: nn.Module | str, name: str | None = None) -> str:
+    """The record's method name and leaderboard label: ``name``, else the spec, else the module's class name."""
+    label = name or (encoder_or_spec if isinstance(encoder_or_spec, str) else type(encoder_or_spec).__name__)
     if not re.fullmatch(r"[^\s|`<>]{1,80}( [^\s|`<>]{1,80})*", label):
         raise BenchError(f"--name {label!r}: use up to 80 printable characters per word, no | ` < >")
-    data = data or load_benchmark_data(bench, data_root, cache_dir)
+    return label
+
+
+def evaluate(encoder_or_spec: nn.Module | str, benchmark: Benchmark | str, *, weights: str | Path | None = None,
+             probes: tuple[str, ...] | None = None, results_dir: str | Path | None = None, name: str | None = None,
+             data=None, data_root: str | None = None, cache_dir: str | None = None,
+             datasets_root: str | None = None, **load_kw: Any) -> RunRecord:
+    """Probe a frozen encoder with ``benchmark``'s protocol; write the record under ``results_dir`` when given.
+
+    ``encoder_or_spec``: a model spec for :func:`bench.external.load_encoder` (``timm:NAME``, ``torchvision:NAME``,
+    ``hf:PATH``, ``module:callable``; ``weights`` and ``load_kw`` go to it) or any ``nn.Module`` mapping
+    normalised images to ``(B, D)`` (with ``tokens(x) -> (B, N, D)`` for the attentive probe). ``name`` labels the
+    leaderboard row (default: the spec, or the module's class name)."""
+    from bench.runner import load_benchmark_data
+    from probes.evaluate import evaluate_encoder
+
+    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    if bench.is_video:
+        raise BenchError(f"{bench.id} holds clips: external encoders are scored on image benchmarks")
+    start = time.perf_counter()
+    encoder, info = resolve_encoder(encoder_or_spec, bench, weights, **load_kw)
+    label = encoder_label(encoder_or_spec if isinstance(encoder_or_spec, str) else encoder, name)
+    data = data or load_benchmark_data(bench, data_root, cache_dir, datasets_root=datasets_root)
     if data.train.images.ndim != 4:
         raise BenchError(f"{bench.id} holds clips: external encoders are scored on image benchmarks")
     report = evaluate_encoder(encoder, data.train, data.eval, bench, probes=probes, cache_dir=cache_dir)
-    config = {"model": info["spec"], "model_kwargs": info.get("model_kwargs", {}),
-              "weights_sha256": (info.get("weights") or {}).get("sha256"), "mean": info.get("mean"),
-              "std": info.get("std")}
+    config = external_config(info)
     record = RunRecord(
         run_id=new_run_id(label, 0), status="ok", method=label, backbone=_architecture(info["spec"]), recipe=None,
         benchmark=BenchmarkRef(name=bench.name, version=bench.version, spec_hash=bench.spec_hash()),

@@ -233,6 +233,29 @@ def _leaderboard(tmp: Path, benchmark_id: str) -> list[str]:
     return ["leaderboard", benchmark_id, "--results", str(tmp / "results"), "--out", str(tmp / "lb")]
 
 
+def _encoder_file(tmp: Path) -> str:
+    path = tmp / "enc.py"
+    path.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
+                    "torch.nn.Flatten())\n")
+    return f"{path}:make"
+
+
+def _eval(tmp: Path, *extra: str) -> list[str]:
+    return ["eval", "--model", _encoder_file(tmp), "--results", str(tmp / "results"), "--cache-dir",
+            str(tmp / "cache"), *extra]
+
+
+def no_datasets_root(tmp, monkeypatch):
+    monkeypatch.delenv("BENCH_DATASETS_ROOT", raising=False)
+    return _eval(tmp, "--benchmark", "cifar10-v1")
+
+
+def incomplete_cifar(tmp):
+    (tmp / "tv" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp / "tv" / "cifar-10-batches-py" / "batches.meta").write_bytes(b"x")
+    return _eval(tmp, "--benchmark", "cifar10-v1", "--datasets-root", str(tmp / "tv"))
+
+
 CASES = {
     # name: (argv or builder(tmp[, monkeypatch]), text the one-line message must contain)
     "unknown method": (lambda t: _run(t, "--method", "simclrr"), "unknown method 'simclrr'"),
@@ -308,6 +331,18 @@ CASES = {
                                           "benchmark id '../results/imagenette-mini-v1' is not a plain name"),
     "leaderboard of an absolute benchmark id": (lambda t: _leaderboard(t, str(t / "results" / "imagenette-mini-v1")),
                                                 "is not a plain name"),
+    "transfer dataset not under the datasets root": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--datasets-root",
+                                                                     str(t)), "dtd/dtd/images"),
+    "incomplete CIFAR-10 folder": (incomplete_cifar, "cifar-10-batches-py/data_batch_1 and 5 more"),
+    "no datasets root": (no_datasets_root, "no datasets root is set; pass --datasets-root"),
+    "unknown torchvision dataset": (lambda t: _eval(t, "--data", "tv:cifar11"), "did you mean 'cifar10'?"),
+    "suite with datasets missing": (lambda t: _eval(t, "--suite", "transfer-small-v1", "--datasets-root", str(t)),
+                                    "suite transfer-small-v1 lacks 6 of its 6 datasets (flowers102-v1"),
+    "unknown suite": (lambda t: _eval(t, "--suite", "transfr-v1"), "unknown suite 'transfr-v1'"),
+    "--allow-missing without --suite": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--allow-missing"),
+                                        "--allow-missing goes with --suite"),
+    "suite leaderboard without records": (lambda t: ["leaderboard", "transfer-v1", "--results", str(t / "none")],
+                                          "no records of any transfer-v1 benchmark"),
 }
 
 
