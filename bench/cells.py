@@ -52,8 +52,47 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "±": r"$\pm$"}
 
 
+#: LaTeX accent commands of the Unicode combining marks (NFD): ``é`` = ``e`` + U+0301 -> ``\\'{e}``
+_ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u", "\u0307": ".",
+            "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0327": "c", "\u0328": "k"}
+#: letters and signs without a decomposition that pdflatex's text or math fonts have
+_TEX_SYMBOLS = {"ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "ø": r"\o{}", "Ø": r"\O{}", "œ": r"\oe{}", "Œ": r"\OE{}",
+                "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}", "đ": r"\dj{}", "Đ": r"\DJ{}", "þ": r"\th{}", "Þ": r"\TH{}",
+                "ð": r"\dh{}", "Ð": r"\DH{}", "¿": r"?`", "¡": r"!`", "«": r"\guillemotleft{}",
+                "»": r"\guillemotright{}", "—": "---", "‘": "`", "’": "'", "“": "``", "”": "''", "…": r"\ldots{}",
+                "°": r"\textdegree{}", "×": r"$\times$", "·": r"$\cdot$", "≤": r"$\leq$", "≥": r"$\geq$",
+                "→": r"$\rightarrow$", "←": r"$\leftarrow$", "µ": r"$\mu$", "\u00a0": "~"}
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu",
+          "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"}
+
+
+def _tex_char(c: str) -> str:
+    """One non-ASCII character as pdflatex (T1 fonts, no extra packages) typesets it: an accented letter with its
+    accent command, a known letter or sign by name, a Greek letter in math mode; anything else (CJK, emoji, ...)
+    as its code point ``[U+4E2D]``, so the document always compiles and the name stays recognisable."""
+    import unicodedata
+    if c in _TEX_SYMBOLS:
+        return _TEX_SYMBOLS[c]
+    base, *marks = unicodedata.normalize("NFD", c)
+    if marks and base.isascii() and all(m in _ACCENTS for m in marks):
+        out = r"\i{}" if base == "i" else base
+        for m in marks:
+            out = f"\\{_ACCENTS[m]}{{{out}}}"
+        return out
+    name = unicodedata.name(c, "").split()
+    if name[:2] == ["GREEK", "SMALL"] and len(name) == 4 and name[3].lower().replace("lamda", "lambda") in _GREEK:
+        return f"$\\{name[3].lower().replace('lamda', 'lambda')}$"
+    if name[:2] == ["GREEK", "CAPITAL"] and len(name) == 4:
+        letter = name[3].capitalize().replace("Lamda", "Lambda")
+        if letter in ("Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"):
+            return f"$\\{letter}$"
+    return f"[U+{ord(c):04X}]"
+
+
 def tex_escape(s: str) -> str:
-    return "".join(_TEX.get(c, c) for c in str(s))
+    """Text as LaTeX source that pdflatex compiles: the special characters escaped, every non-ASCII character
+    spelled in ASCII (:func:`_tex_char`)."""
+    return "".join(_TEX.get(c) or (c if c.isascii() else _tex_char(c)) for c in str(s))
 
 
 def tex_document(body: str) -> str:

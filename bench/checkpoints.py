@@ -30,7 +30,6 @@ in name and shape - a partial load is an error naming the first keys that differ
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.io import file_sha256, read_torch_data
 
 #: non-tensor types that official training checkpoints carry and that are safe to unpickle
 SAFE_GLOBALS = [argparse.Namespace]
@@ -59,29 +59,12 @@ class LoadedWeights:
     file: str
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_checkpoint(path: str | Path) -> dict:
     """The file's top-level mapping, loaded with weights_only=True (and :data:`SAFE_GLOBALS`)."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"weights file {path} does not exist")
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure is one line
-        text = str(e)
-        if "Unsupported global" in text:
-            raise BenchError(f"{path} holds pickled objects other than tensors and plain data (possibly code); "
-                             f"not loaded") from None
-        raise BenchError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{text.strip().splitlines()[0][:100] if text.strip() else 'unreadable'})") from None
+    obj = read_torch_data(path, SAFE_GLOBALS)
     if not isinstance(obj, dict):
         raise BenchError(f"{path} holds a {type(obj).__name__}, not a state_dict or a checkpoint mapping")
     return obj

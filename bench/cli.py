@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from bench.console import one_line_warnings, out, print_table, rule, warn
-from bench.errors import BenchError, TrainingError
+from bench.errors import BenchError, ConfigError, TrainingError
 
 
 def _quiet_lightning() -> None:
@@ -134,22 +134,32 @@ def _checked(resolved):
     return resolved
 
 
-def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
+def _set_overrides(items: list[str], overrides: dict | None = None, flag: str = "--set") -> dict:
     """``--set KEY=VALUE`` items (YAML values); a dotted key nests, ``a.b.c=V`` -> ``{"a": {"b": {"c": V}}}``
-    (``method_kwargs.temperature``, ``wm.env.size``)."""
+    (``method_kwargs.temperature``, ``wm.env.size``). A malformed value, or a key that nests under a value, is
+    one ConfigError line."""
     import yaml
     overrides = dict(overrides or {})
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise BenchError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         *outer, last = key.split(".")
+        if not all(outer) or not last:
+            raise ConfigError(f"{flag} {item!r}: empty key part in {key!r} (KEY or A.B=VALUE)")
         node = overrides
-        for part in outer:  # copy each level: the caller's dicts are never changed
-            child = dict(node.get(part) or {})
-            node[part] = child
+        for depth, part in enumerate(outer):  # copy each level: the caller's dicts are never changed
+            child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                raise ConfigError(f"{flag} {item!r}: {'.'.join(outer[:depth + 1])} is a single value "
+                                  f"({child!r}), not a mapping of keys; set it with {'.'.join(outer[:depth + 1])}=VALUE")
+            node[part] = child = dict(child or {})
             node = child
-        node[last] = yaml.safe_load(value)
+        try:
+            node[last] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{flag} {item!r}: the value {value!r} is not valid YAML ({problem})") from None
     return overrides
 
 
@@ -357,7 +367,7 @@ def cmd_eval(args) -> int:
         return cmd_probe(args)
     from bench.scoring import evaluate
     load_kw = dict(weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
-                   model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
+                   model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
     suite = _suite(args)
     if suite is not None:
         from bench.suite_runner import evaluate_suite
@@ -393,7 +403,6 @@ def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
     from bench.benchmarks.suites import is_suite
     from bench.records import load_records
-    from bench.errors import ConfigError
     if is_suite(args.benchmark):
         from bench.suite_leaderboard import render_suite_leaderboard, write_suite_leaderboard
         df, paths = write_suite_leaderboard(args.benchmark, args.results, args.out, tuple(args.format), args.standalone)

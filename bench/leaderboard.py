@@ -20,8 +20,8 @@ from bench.cells import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, he
                          tex_escape)
 from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
-from bench.io import atomic_write_text
-from bench.records import Erratum, RunRecord, config_hash, load_errata, load_records
+from bench.io import atomic_write_many
+from bench.records import Erratum, RunRecord, check_benchmark_id, config_hash, load_errata, load_records
 
 __all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "csv_safe", "dedupe_records", "leaderboard_from_results",
            "md_cell", "method_label", "render_leaderboard", "save_leaderboard", "t_quantile_975", "write_leaderboard"]
@@ -296,7 +296,7 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
     if df.empty:
         raise BenchError(f"no records for {benchmark_id} in {Path(results_dir) / benchmark_id} "
                          "(failed runs are not listed); run `bench run --benchmark ...` first")
-    folder = Path(out_dir) / benchmark_id
+    folder = Path(out_dir) / check_benchmark_id(benchmark_id)
     extra: dict = {}
     if "html" in formats:
         records = records if records is not None else load_records(results_dir, benchmark_id)
@@ -305,7 +305,7 @@ def save_leaderboard(df: pd.DataFrame, benchmark_id: str, out_dir: str | os.Path
                  "record_href": {r.run_id: Path(rel, f"{r.run_id}.json").as_posix() for r in records}}
     texts = {fmt: render_leaderboard(df, fmt, title=benchmark_id, standalone=standalone, notes=notes, **extra)
              for fmt in formats}  # every format rendered before any is written: all or none
-    return [atomic_write_text(folder / f"leaderboard.{fmt}", text) for fmt, text in texts.items()]
+    return atomic_write_many({folder / f"leaderboard.{fmt}": text.encode() for fmt, text in texts.items()})
 
 
 def leaderboard_from_results(benchmark, results_dir: str | os.PathLike):

@@ -24,10 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import BenchError
 from bench.io import atomic_write_json
 
-__all__ = ["BenchmarkRef", "DataRef", "Erratum", "RunRecord", "collect_env", "collect_hardware", "config_hash",
-           "git_sha", "load_errata", "load_record", "load_records", "new_run_id", "write_record"]
+__all__ = ["PLAIN_NAME", "BenchmarkRef", "DataRef", "Erratum", "RunRecord", "check_benchmark_id", "collect_env",
+           "collect_hardware", "config_hash", "git_sha", "load_errata", "load_record", "load_records", "new_run_id", "write_record"]
 
 ERRATA_FILE = "errata.yaml"
+#: what a run_id or a benchmark id may be: each names a file or folder (no path separators, no leading dot)
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 class _Strict(BaseModel):
@@ -35,7 +37,7 @@ class _Strict(BaseModel):
 
 
 class BenchmarkRef(_Strict):
-    name: str
+    name: str = Field(pattern=rf"^{PLAIN_NAME.pattern}$")  # with the version, names the records' folder
     version: int
     spec_hash: str | None = None
 
@@ -67,26 +69,27 @@ def _schema1_counts(data: dict) -> dict:
 class RunRecord(_Strict):
     #: 2: ``images_seen`` counts training samples and ``views_seen`` the augmented views (1: views, as images_seen)
     schema_version: int = 2
-    run_id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # becomes a file name
+    run_id: str = Field(pattern=rf"^{PLAIN_NAME.pattern}$")  # becomes a file name
     status: Literal["ok", "failed", "collapsed"]
     method: str
     backbone: str
     recipe: str | None = None
     benchmark: BenchmarkRef
     data: DataRef
-    seed: int
+    seed: int = Field(ge=0)
     config: dict[str, Any]
     config_hash: str
     git_sha: str | None  # the code that probed (and, for a run trained in one go right before, trained)
     env: dict[str, Any]
     hardware: dict[str, Any]
-    wall_time_s: float
-    train_time_s: float = 0.0
-    probe_time_s: float = 0.0
-    images_seen: int | None  # training samples (an image with 2 views counts once); None: unknown (old records)
-    views_seen: int | None = None  # augmented views the loss saw (SimCLR: 2 per image, DINO: 2 + local crops)
-    params: int | None = None  # encoder parameter count (None in records written before it existed)
-    epochs: int = 0
+    # times are finite seconds >= 0 and counts >= 0: an inf or a negative count is a broken record, not a cost
+    wall_time_s: float = Field(ge=0, allow_inf_nan=False)
+    train_time_s: float = Field(0.0, ge=0, allow_inf_nan=False)
+    probe_time_s: float = Field(0.0, ge=0, allow_inf_nan=False)
+    images_seen: int | None = Field(ge=0)  # training samples (an image with 2 views counts once); None: unknown (old)
+    views_seen: int | None = Field(None, ge=0)  # augmented views the loss saw (SimCLR: 2 per image, DINO: 2 + locals)
+    params: int | None = Field(None, ge=0)  # encoder parameter count (None in records written before it existed)
+    epochs: int = Field(0, ge=0)
     scores: dict[str, float]
     selected: dict[str, dict[str, Any]]
     holdout: dict[str, float] = {}
@@ -233,9 +236,20 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         raise BenchError(f"run record {path} does not match the schema: {_one_line(e)}") from None
 
 
+def check_benchmark_id(benchmark_id: str) -> str:
+    """``benchmark_id`` if it is a plain name (it names the folders of records and leaderboards), else one
+    BenchError line: an absolute path or ``../x`` would read or write outside them."""
+    if not PLAIN_NAME.fullmatch(benchmark_id):
+        raise BenchError(f"benchmark id {benchmark_id!r} is not a plain name (NAME-vN: letters, digits, '_', '-', "
+                         f"'.'); it names the folder of its records and leaderboard - see `bench benchmarks`")
+    return benchmark_id
+
+
 def load_records(results_dir: str | os.PathLike, benchmark_id: str | None = None) -> list[RunRecord]:
     """All records under ``results_dir/<id>/*.json`` (one benchmark id, or all); [] if the folder is absent."""
     root = Path(results_dir)
+    if benchmark_id is not None:
+        check_benchmark_id(benchmark_id)
     pattern = f"{_glob_escape(benchmark_id)}/*.json" if benchmark_id else "*/*.json"
     return [load_record(p) for p in sorted(root.glob(pattern)) if p.is_file()]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import shutil
 import tempfile
 import time
@@ -26,13 +25,14 @@ import torch
 from bench.backbones import check_backbone, create_backbone, is_video_backbone
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, recipe_label
-from bench.data import ImageData, data_fingerprint, load_split
+from bench.data import ImageData, check_classes, data_fingerprint, load_split
 from bench.distributed import is_worker_rank
 from bench.errors import BenchError, ConfigError, DataError, TrainingError
-from bench.io import atomic_torch_save, atomic_write_json
+from bench.io import (atomic_torch_save, atomic_write_json, checksum_path, read_torch_data,
+                      remove_orphan_temps, verify_checksum)
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
                            git_sha, new_run_id, write_record)
-from bench.runs import resume_info, run_lock
+from bench.runs import read_run_json, resume_info, run_lock
 from methods import get_method
 from methods.base import Method
 
@@ -41,8 +41,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class BenchData:
+    """A benchmark's train and eval splits. Their labels index the train split's class list, so the eval split must
+    carry exactly those classes (:func:`bench.data.check_classes`, checked here for every data source)."""
+
     train: ImageData
     eval: ImageData
+
+    def __post_init__(self) -> None:
+        check_classes(self.train, self.eval)
 
     @property
     def fingerprint(self) -> str:
@@ -94,35 +100,43 @@ def check_modality(cfg: TrainConfig, data: ImageData) -> None:
                               f"{tubelet}-frame x {patch} px tubelets; change tubelet / patch_size / img_size")
 
 
-def hyper_parameters(method_cls) -> list[str] | None:
-    """The keywords ``method_cls(backbone, **kw)`` takes, following a ``**kwargs`` on to the parent class's
-    ``__init__`` (ibot passes DINO's on); None when a ``**kwargs`` reaches ``Method`` (any keyword may be taken)."""
-    names: list[str] = []
+def hyper_parameters(method_cls) -> dict | None:
+    """The keywords ``method_cls(backbone, **kw)`` takes and their defaults (``inspect.Parameter.empty`` where none),
+    following a ``**kwargs`` on to the parent class's ``__init__`` (ibot passes DINO's on); None when a ``**kwargs``
+    reaches ``Method`` (any keyword may be taken)."""
+    params_of: dict = {}
     for cls in method_cls.__mro__:
         if cls is Method or not issubclass(cls, Method):
             return None
         if "__init__" in vars(cls):
             params = inspect.signature(cls.__init__).parameters.values()
-            names += [p.name for p in params if p.name not in ("self", "backbone", *names)
-                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            params_of.update({p.name: p.default for p in params if p.name not in ("self", "backbone", *params_of)
+                              and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
             if not any(p.kind is p.VAR_KEYWORD for p in params):
-                return names
+                return params_of
     return None
 
 
 def check_config(cfg: TrainConfig):
     """What a config can be checked for without data or weights: the method resolves (a plugin file imports and
     honours the contract), the backbone is registered and takes its backbone_kwargs, the method takes its
-    method_kwargs. Returns the method class."""
+    method_kwargs (a mapping or list given for a hyper-parameter whose default is a single number, text or flag is
+    refused: ``--set method_kwargs.temperature.x=1``). Returns the method class."""
     method_cls = get_method(cfg.method)
     check_backbone(cfg.backbone, cfg.backbone_kwargs)
     known = hyper_parameters(method_cls)
     if known is not None:
-        for key in cfg.method_kwargs:
+        for key, value in cfg.method_kwargs.items():
             if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
+                hint = difflib.get_close_matches(key, list(known), n=1)
                 raise ConfigError(f"method {method_cls.name!r} has no hyper-parameter {key!r}"
-                                  + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; it takes: {', '.join(known)}")
+                                  + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                  + f"; it takes: {', '.join(known)}")
+            default = known[key]
+            if isinstance(value, (dict, list)) and isinstance(default, (bool, int, float, str)):
+                raise ConfigError(f"method {method_cls.name!r} hyper-parameter {key!r} is a single value (default "
+                                  f"{default!r}), got {type(value).__name__} {value!r}; set it with "
+                                  f"--set method_kwargs.{key}=VALUE")
     return method_cls
 
 
@@ -150,19 +164,20 @@ def _record_base(info: dict, benchmark: Benchmark, data: BenchData) -> dict:
 
 
 def check_checkpoint(path: Path) -> None:
-    """Refuse a checkpoint that is unreadable or holds anything but data (loaded with weights_only=True)."""
+    """Refuse a checkpoint whose bytes are not what was saved (its ``last.ckpt.sha256``), or that is unreadable or
+    holds anything but data (loaded with weights_only=True): nothing is resumed from it."""
     if not path.exists():
         return  # interrupted before the first epoch ended: training restarts from scratch
+    check = verify_checksum(path)
+    if check is not None and not check[0]:
+        raise BenchError(f"cannot resume from {path}: its sha256 {check[1][:12]}... is not the one saved beside it "
+                         f"in {checksum_path(path).name} ({check[2][0][:12] if check[2] else 'none'}...): the file "
+                         f"changed after it was written (disk or copy error); nothing resumed - restore it, or delete "
+                         f"it and {checksum_path(path).name} to restart the run from scratch")
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated file, pickled code, ...: all refused
-        text = str(e)
-        why = ("it holds pickled objects other than tensors and plain data (possibly code); not loaded"
-               if "Weights only load failed" in text or "Unsupported global" in text
-               else "truncated or corrupt file" if "zip archive" in text or "EOF" in text
-               else f"{type(e).__name__}: {text.strip().splitlines()[0][:120] if text.strip() else ''}")
-        raise BenchError(f"cannot resume from {path}: not a readable data-only checkpoint ({why}); "
-                         f"delete it to restart the run from scratch") from None
+        read_torch_data(path)
+    except BenchError as e:
+        raise BenchError(f"cannot resume: {e}; delete it to restart the run from scratch") from None
 
 
 def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | Path = "runs",
@@ -177,7 +192,7 @@ def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | 
     On a process of rank > 0 of a multi-process run: trains in a temporary folder, writes nothing, returns None."""
     info = resume_info(resume) if resume is not None else None
     if info is not None:
-        cfg = _resumed_config(info, resume)
+        cfg = _run_config(info, resume)
     check_config(cfg)  # before any data is looked up
     if is_worker_rank(cfg.world_size):
         _train_on_worker_rank(cfg, benchmark, resume=resume, data=data, data_root=data_root, cache_dir=cache_dir,
@@ -188,11 +203,11 @@ def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | 
                   progress=progress, resume=resume, log=log)
 
 
-def _resumed_config(info: dict, run_dir: str | Path) -> TrainConfig:
+def _run_config(info: dict, run_dir: str | Path, fail: str = "cannot resume") -> TrainConfig:
     try:
         return TrainConfig(**info["config"])
     except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
-        raise BenchError(f"cannot resume {run_dir}: its run.json config is not valid "
+        raise BenchError(f"{fail} {run_dir}: its run.json config is not valid "
                          f"({str(e).splitlines()[0]})") from None
 
 
@@ -215,6 +230,8 @@ def _train(cfg: TrainConfig, info: dict | None, benchmark: Benchmark, data: Benc
         run_dir = Path(runs_dir) / benchmark.id / info["run_id"]
         atomic_write_json(run_dir / "run.json", info)  # written first so an interrupted run can resume
     with run_lock(run_dir):  # one trainer per run folder: a second resume of it is refused
+        if not is_worker_rank(cfg.world_size):  # a kill during a save left temp files: this process owns the folder
+            remove_orphan_temps(run_dir / "checkpoints" / "last.ckpt")
         _fit_and_save(method, cfg, info, run_dir, benchmark, data, results_dir, progress, resume is not None, log)
     return run_dir
 
@@ -281,19 +298,25 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
 def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the encoder saved by ``train_run`` (weights loaded with weights_only=True)."""
     run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError) as e:
-        raise BenchError(f"{run_dir} is not a readable run folder (needs run.json + encoder.pt): {e}") from None
+    info = read_run_json(run_dir, f"{run_dir} is not a readable run folder (needs run.json + encoder.pt)")
     if info.get("status", "trained") != "trained":
         raise BenchError(f"{run_dir} has not finished training (status {info.get('status')!r}); "
                          f"continue it with `bench train --resume {run_dir}`")
     try:
-        state = torch.load(run_dir / "encoder.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise BenchError(f"{run_dir}/encoder.pt is unreadable: {e}".splitlines()[0]) from None
-    method = build_method(TrainConfig(**info["config"]))
-    method.encoder.load_state_dict(state)
+        state = read_torch_data(run_dir / "encoder.pt")
+    except OSError as e:
+        raise BenchError(f"cannot load the encoder of {run_dir}: {e.strerror or e} ({run_dir / 'encoder.pt'})") from None
+    except BenchError as e:
+        raise BenchError(f"cannot load the encoder of {run_dir}: {e}; train the run again") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BenchError(f"cannot load the encoder of {run_dir}: {run_dir / 'encoder.pt'} holds a "
+                         f"{type(state).__name__}, not a state_dict of tensors; train the run again")
+    method = build_method(_run_config(info, run_dir, "cannot load the encoder of"))
+    try:
+        method.encoder.load_state_dict(state)
+    except RuntimeError as e:  # keys or shapes differ from what the run's config builds
+        raise BenchError(f"cannot load the encoder of {run_dir}: encoder.pt does not fit the encoder its run.json "
+                         f"config builds ({str(e).splitlines()[0][:160]}); train the run again") from None
     return method.encoder, info
 
 

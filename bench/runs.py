@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.records import PLAIN_NAME
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no lock (the rest works)
     fcntl = None
 
-__all__ = ["STATES", "RunState", "list_runs", "lock_holder", "metrics_logs", "resume_info", "run_lock"]
+__all__ = ["STATES", "RunState", "list_runs", "lock_holder", "metrics_logs", "read_run_json", "resume_info", "run_lock"]
 
 LOCK_NAME = ".lock"
 #: what ``bench runs`` tells apart (see :class:`RunState`)
@@ -37,16 +38,27 @@ def metrics_logs(run_dir: str | os.PathLike) -> list[Path]:
     return sorted((Path(run_dir) / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
 
 
-def resume_info(run_dir: str | os.PathLike) -> dict:
-    """The ``run.json`` of a run folder to continue (its ``config`` a mapping); one BenchError line naming the
-    folder when it is missing or unreadable. Cheap: callers check it before any data is loaded."""
+def read_run_json(run_dir: str | os.PathLike, fail: str) -> dict:
+    """The ``run.json`` of a run folder: a mapping with a ``config`` mapping and a ``run_id`` that is a plain file
+    name (it names the record: ``results/<benchmark>/<run_id>.json``; ``../x`` would write elsewhere). Anything
+    else is one BenchError line starting with ``fail``."""
     try:
         info = json.loads((Path(run_dir) / "run.json").read_text())
     except (OSError, ValueError) as e:
-        raise BenchError(f"cannot resume {run_dir}: no readable run.json ({e})") from None
+        raise BenchError(f"{fail}: no readable run.json ({e})") from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-        raise BenchError(f"cannot resume {run_dir}: its run.json holds no config mapping")
+        raise BenchError(f"{fail}: its run.json holds no config mapping")
+    run_id = info.get("run_id")
+    if not isinstance(run_id, str) or not PLAIN_NAME.fullmatch(run_id):
+        raise BenchError(f"{fail}: its run.json has run_id {run_id!r}, not a plain file name (letters, digits, "
+                         f"'_', '-', '.'; it names the run's record file)")
     return info
+
+
+def resume_info(run_dir: str | os.PathLike) -> dict:
+    """The ``run.json`` of a run folder to continue (:func:`read_run_json`); one BenchError line naming the
+    folder when it is missing or unreadable. Cheap: callers check it before any data is loaded."""
+    return read_run_json(run_dir, f"cannot resume {run_dir}")
 
 
 @contextmanager
@@ -99,7 +111,7 @@ class RunState:
     recipe: str
     seed: int | None
     state: str
-    epoch: int          # epochs done (the last logged epoch + 1 while training)
+    epoch: int          # epochs done (from the training log while training or interrupted)
     epochs: int         # epochs the config asks for
     step: int | None    # last logged optimiser step
     updated: float      # mtime of the newest checkpoint / log / encoder / run.json
@@ -112,7 +124,9 @@ class RunState:
 
 
 def _last_logged(run_dir: Path) -> tuple[int | None, int | None]:
-    """(epoch, step) of the last row of the newest ``logs/**/metrics.csv`` (Lightning's CSVLogger)."""
+    """(epochs done, step) from the last row of the newest ``logs/**/metrics.csv`` (Lightning's CSVLogger). Its
+    ``epoch`` column counts from 0: a row that closes an epoch (a ``*_epoch`` metric set) means epoch + 1 are done,
+    a step row inside an epoch that it is still under way (epoch done)."""
     for path in reversed(metrics_logs(run_dir)):
         try:
             with path.open(newline="") as f:
@@ -120,8 +134,9 @@ def _last_logged(run_dir: Path) -> tuple[int | None, int | None]:
         except OSError:
             continue
         if rows and rows[-1].get("epoch"):
-            step = rows[-1].get("step")
-            return int(float(rows[-1]["epoch"])), int(float(step)) if step else None
+            last, step = rows[-1], rows[-1].get("step")
+            closed = any(k.endswith("_epoch") and v not in (None, "") for k, v in last.items() if k)
+            return int(float(last["epoch"])) + closed, int(float(step)) if step else None
     return None, None
 
 

@@ -28,7 +28,7 @@ from bench.benchmarks.suites import Suite, get_suite
 from bench.cells import fmt_ci, fmt_pm, tex_document, tex_escape
 from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
-from bench.io import atomic_write_text
+from bench.io import atomic_write_many
 from bench.leaderboard import FORMATS, ci95_halfwidth, csv_safe, dedupe_records, md_cell, method_label
 from bench.records import RunRecord, config_hash, load_errata, load_records
 
@@ -292,7 +292,8 @@ def write_suite_leaderboard(suite: Suite | str, results_dir: str | os.PathLike, 
         raise BenchError(f"no records of any {suite.id} benchmark under {results_dir}; run `bench eval --model ... "
                          f"--suite {suite.id}` first")
     texts = {fmt: render_suite_leaderboard(df, fmt, standalone) for fmt in formats}
-    return df, [atomic_write_text(Path(out_dir) / suite.id / f"leaderboard.{fmt}", t) for fmt, t in texts.items()]
+    folder = Path(out_dir) / suite.id
+    return df, atomic_write_many({folder / f"leaderboard.{fmt}": t.encode() for fmt, t in texts.items()})
 
 
 def suite_boards(df: pd.DataFrame) -> dict[str, pd.DataFrame]:

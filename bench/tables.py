@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import BenchError, ConfigError
-from bench.io import atomic_write_text
+from bench.io import atomic_write_many
 from bench.cells import fmt_count, fmt_duration, fmt_params, fmt_pm, score_keys, tex_document, tex_escape
 from bench.leaderboard import leaderboard_from_results
 
@@ -276,4 +276,4 @@ def write_table(spec: TableSpec, *, results: str | os.PathLike | None = None,
     if out is None:
         return texts, []
     stem = Path(out).with_suffix("") if Path(out).suffix in (".tex", ".md") else Path(out)
-    return texts, [atomic_write_text(stem.parent / f"{stem.name}.{fmt}", text) for fmt, text in texts.items()]
+    return texts, atomic_write_many({stem.parent / f"{stem.name}.{fmt}": text.encode() for fmt, text in texts.items()})

@@ -32,7 +32,7 @@ from bench.config import TrainConfig
 from bench.console import is_terminal
 from bench.cpu_bf16 import FastCPUBF16
 from bench.errors import ConfigError, Interrupted, TrainingError
-from bench.io import atomic_torch_save
+from bench.io import atomic_torch_save, checksum_path
 from bench.monitors import is_collapsed
 from bench.schedules import cosine_schedule, warmup_cosine
 from methods.base import Method, split_loss
@@ -240,10 +240,15 @@ class CheckpointOnInterrupt(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written via temp file + rename: a kill mid-save leaves the previous last.ckpt intact."""
+    """Checkpoints written via temp file + rename (a kill mid-save leaves the previous last.ckpt intact), with their
+    sha256 beside them (``last.ckpt.sha256``, checked before a resume: :func:`bench.runner.check_checkpoint`)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        atomic_torch_save(checkpoint, path)
+        atomic_torch_save(checkpoint, path, checksum=True)
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        checksum_path(path).unlink(missing_ok=True)
 
 
 def _precision(cfg: TrainConfig) -> str:

@@ -23,10 +23,10 @@ from methods.base import Method
 '''
 
 
-def _folder(root: Path, n: int = 4, size: int = 32, classes=("a", "b")) -> Path:
+def _folder(root: Path, n: int = 4, size: int = 32, classes=("a", "b"), val_classes=None) -> Path:
     g = torch.Generator().manual_seed(0)
     for split in ("train", "val"):
-        for c in classes:
+        for c in (val_classes if split == "val" and val_classes is not None else classes):
             (root / split / c).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 arr = torch.randint(0, 255, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
@@ -80,6 +80,21 @@ def float_image_out_of_range(tmp):
     root = _folder(tmp / "ds")
     Image.new("F", (32, 32), 300.0).save(root / "train" / "b" / "odd.tif")  # no defined 8-bit scale
     return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
+
+
+def class_missing_from_val(tmp):
+    root = _folder(tmp / "ds", classes=("a", "b", "c"), val_classes=("a", "c"))  # c's labels would shift onto b's
+    return _run(tmp, "--method", "random", "--stem", "imagenet", "--data", f"imagefolder:{root}")
+
+
+def class_only_in_val(tmp):
+    root = _folder(tmp / "ds", classes=("a", "b"), val_classes=("a", "b", "d"))
+    return _run(tmp, "--method", "random", "--stem", "imagenet", "--data", f"imagefolder:{root}")
+
+
+def one_class_only(tmp):
+    root = _folder(tmp / "ds", classes=("a",))
+    return _run(tmp, "--method", "random", "--stem", "imagenet", "--data", f"imagefolder:{root}")
 
 
 def bad_yaml_recipe(tmp):
@@ -177,6 +192,47 @@ def _interrupted_run(tmp: Path, ckpt_bytes: bytes | None = None, obj=None) -> li
     return ["train", "--resume", str(run), "--cache-dir", str(tmp / "cache"), "--no-progress", *_data(tmp)]
 
 
+def _trained_run(tmp: Path, encoder: bytes | None = None, obj=None, run_id: str = "r") -> list[str]:
+    """A finished run folder (run.json says trained) whose encoder.pt holds ``encoder`` bytes or ``obj``."""
+    import json
+
+    from bench.config import make_config
+    run = tmp / "run"
+    run.mkdir(parents=True)
+    cfg = make_config("random", backbone_kwargs={"stem": "imagenet"})
+    (run / "run.json").write_text(json.dumps({"run_id": run_id, "method": "random", "status": "trained",
+                                              "config": cfg.model_dump(mode="json"), "train": {}}))
+    if obj is not None:
+        torch.save(obj, run / "encoder.pt")
+    else:
+        (run / "encoder.pt").write_bytes(encoder)
+    return ["probe", str(run), "--results", str(tmp / "results"), "--cache-dir", str(tmp / "cache"), *_data(tmp)]
+
+
+def _resume_with_run_id(tmp: Path, run_id: str) -> list[str]:
+    import json
+    argv = _interrupted_run(tmp, obj={"epoch": 0})
+    info = json.loads((tmp / "run" / "run.json").read_text())
+    (tmp / "run" / "run.json").write_text(json.dumps({**info, "run_id": run_id}))
+    return argv
+
+
+def checkpoint_changed_after_save(tmp):
+    """A checkpoint saved with its sha256, then 4 KiB of it flipped (a disk or copy error): still loadable data."""
+    from bench.io import atomic_torch_save
+    argv = _interrupted_run(tmp, obj={"epoch": 0})
+    path = tmp / "run" / "checkpoints" / "last.ckpt"
+    atomic_torch_save({"epoch": 0, "w": torch.zeros(4096)}, path, checksum=True)
+    data = bytearray(path.read_bytes())
+    data[-6000:-1904] = bytes(b ^ 0xFF for b in data[-6000:-1904])  # inside the tensor's bytes
+    path.write_bytes(bytes(data))
+    return argv
+
+
+def _leaderboard(tmp: Path, benchmark_id: str) -> list[str]:
+    return ["leaderboard", benchmark_id, "--results", str(tmp / "results"), "--out", str(tmp / "lb")]
+
+
 def _encoder_file(tmp: Path) -> str:
     path = tmp / "enc.py"
     path.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
@@ -247,6 +303,39 @@ CASES = {
     "resume a missing run": (lambda t: ["train", "--resume", str(t / "no-run")], "no-run"),
     "leaderboard without records": (lambda t: ["leaderboard", "imagenette-mini-v1", "--results", str(t / "none")],
                                     "no records"),
+    # class lists: the eval split carries exactly the train split's classes
+    "class missing from val": (class_missing_from_val, "the val split's classes differ from the train split's "
+                                                       "(missing from val: b)"),
+    "class only in val": (class_only_in_val, "(only in val: d)"),
+    "dataset with one class": (one_class_only, "has 1 class (a) in its train split: probes need at least 2"),
+    # odd command-line values
+    "--set malformed YAML value": (lambda t: _run(t, "--method", "simclr", "--set", "epochs=[1,"),
+                                   "--set 'epochs=[1,': the value '[1,' is not valid YAML"),
+    "negative --seed": (lambda t: _run(t, "--method", "simclr", "--seed", "-5"), "'seed': must be in 0 .. 2**32 - 1"),
+    "huge --seed": (lambda t: _run(t, "--method", "simclr", "--seed", str(2**40)), "'seed': must be in 0 .. 2**32 - 1"),
+    "--set dotted key over a scalar hyper-parameter": (
+        lambda t: _run(t, "--method", "simclr", "--set", "method_kwargs.temperature.x=1"),
+        "hyper-parameter 'temperature' is a single value (default 0.2), got dict {'x': 1}"),
+    "--set dotted key over a value set before": (
+        lambda t: _run(t, "--method", "simclr", "--set", "method_kwargs.temperature=0.5", "--set",
+                       "method_kwargs.temperature.x=1"),
+        "method_kwargs.temperature is a single value (0.5), not a mapping of keys"),
+    # run folders and checkpoints
+    "probe an encoder.pt with pickled code": (lambda t: _trained_run(t, obj={"x": _Evil(t / "pwned")}),
+                                              "holds pickled objects other than tensors and plain data"),
+    "probe an empty encoder.pt": (lambda t: _trained_run(t, b""), "encoder.pt is not a readable data-only checkpoint "
+                                                                  "(the file is empty)"),
+    "probe a run.json with a traversal run_id": (lambda t: _trained_run(t, obj={}, run_id="../../x"),
+                                                 "has run_id '../../x', not a plain file name"),
+    "resume a run.json with a traversal run_id": (lambda t: _resume_with_run_id(t, "../x"),
+                                                  "has run_id '../x', not a plain file name"),
+    "resume from a checkpoint changed after its save": (checkpoint_changed_after_save,
+                                                        "is not the one saved beside it in last.ckpt.sha256"),
+    # leaderboard ids name folders: never a path
+    "leaderboard of a ../ benchmark id": (lambda t: _leaderboard(t, "../results/imagenette-mini-v1"),
+                                          "benchmark id '../results/imagenette-mini-v1' is not a plain name"),
+    "leaderboard of an absolute benchmark id": (lambda t: _leaderboard(t, str(t / "results" / "imagenette-mini-v1")),
+                                                "is not a plain name"),
     "transfer dataset not under the datasets root": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--datasets-root",
                                                                      str(t)), "dtd/dtd/images"),
     "incomplete CIFAR-10 folder": (incomplete_cifar, "cifar-10-batches-py/data_batch_1 and 5 more"),
@@ -295,7 +384,8 @@ if __name__ == "__main__":  # the reliability table: input -> message
     print("| bad input | message |\n|---|---|")
     for case in CASES:
         patch, err = _Patch(), io.StringIO()
-        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stderr(err):
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stderr(err), \
+                contextlib.redirect_stdout(io.StringIO()):  # the config lines a run prints before it fails
             code = main(_argv(case, Path(d), patch))
         for obj, attr, value in patch.undo:
             setattr(obj, attr, value)

@@ -100,3 +100,18 @@ def test_leaderboard_refuses_a_record_of_another_protocol_and_writes_nothing(tmp
     with pytest.raises(ConfigError, match="another imagenette64-v1 protocol"):
         write_leaderboard("imagenette64-v1", tmp_path / "results", tmp_path / "lb")  # a registered id is looked up
     assert not (tmp_path / "lb").exists()
+
+
+def test_a_folder_given_relative_or_absolute_is_one_adhoc_benchmark(tmp_path, monkeypatch):
+    from bench.benchmarks import adhoc_benchmark
+    (tmp_path / "data" / "my-set").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data" / "my-set")
+    monkeypatch.chdir(tmp_path / "data")
+    specs = ["imagefolder:my-set", "imagefolder:./my-set/", f"imagefolder:{tmp_path}/data/my-set",
+             f"imagefolder:{tmp_path}/data/../data/my-set", "imagefolder:../link"]
+    benches = [adhoc_benchmark(s) for s in specs]
+    assert {b.id for b in benches} == {"custom-my-set-v1"}
+    assert {b.spec_hash() for b in benches} == {benches[0].spec_hash()}  # one leaderboard, no spec-hash mismatch
+    assert {b.data for b in benches} == {f"imagefolder:{(tmp_path / 'data' / 'my-set').resolve()}"}
+    assert adhoc_benchmark("hf:./my-set?size=8").data == f"hf:{(tmp_path / 'data' / 'my-set').resolve()}?size=8"
+    assert adhoc_benchmark("hf:cifar10").data == "hf:cifar10"  # a dataset name is no path

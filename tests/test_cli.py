@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bench.cli import build_parser, main
+from bench.io import atomic_torch_save
 from bench.records import load_records
 
 
@@ -64,12 +65,21 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"
     ckpt = torch.load(ckpt_path, weights_only=True)
     ckpt["ssl_bench"]["train_time_s"] = 1000.0  # as if the first process had trained for 1000 s
-    torch.save(ckpt, ckpt_path)
+    assert (run_dir / "checkpoints" / "last.ckpt.sha256").read_text().endswith("  last.ckpt\n")  # sha256sum format
+    torch.save(ckpt, ckpt_path)  # changed behind the harness's back: its sha256 no longer matches
+    assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2  # checksum: edited after the save, nothing resumed
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    atomic_torch_save(ckpt, ckpt_path, checksum=True)  # saved as the harness saves, with its sha256
+    orphans = [run_dir / "checkpoints" / ".last.ckpt.k1ll3d.tmp", run_dir / "checkpoints" / ".last.ckpt.sha256.x.tmp"]
+    for orphan in orphans:  # what a kill during a save leaves behind
+        orphan.write_bytes(b"half a checkpoint")
     assert main(["probe", str(run_dir), "--data", f"imagefolder:{tiny_folder}"]) == 2  # not trained yet
     assert main(["train", "--resume", str(run_dir), "--data", f"imagefolder:{tiny_folder}", "--no-progress",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "trained" and info["train"]["epochs"] == 2
+    assert not any(p.exists() for p in orphans)  # cleaned when the next trainer started
     assert (info["train"]["images_seen"], info["train"]["views_seen"]) == (2 * 16 * 4, 2 * 2 * 16 * 4)  # both epochs
     assert len(info["train"]["monitor_history"]) == 2
     assert info["train"]["train_time_s"] > 1000.0  # the earlier process's training time is added, not reset

@@ -149,3 +149,43 @@ def test_data_root_resolution(tmp_path, monkeypatch):
 def test_imagenette64_loads(tmp_path):
     val = load_split("imagenette64", "val", cache_dir=tmp_path)
     assert val.images.shape == (3925, 3, 64, 64) and len(val.classes) == 10
+
+
+def _split(classes, split, labels=None, spec="hf:any"):
+    from bench.data import ImageData
+    labels = torch.arange(len(classes)) if labels is None else torch.tensor(labels)
+    return ImageData(images=torch.zeros(len(labels), 3, 4, 4, dtype=torch.uint8), labels=labels, classes=list(classes),
+                     fingerprint="f", spec=spec, split=split)
+
+
+@pytest.mark.parametrize("val_classes, match", [
+    (["a", "c"], r"the val split's classes differ from the train split's \(missing from val: b\)"),
+    (["a", "b", "c", "d"], r"\(only in val: d\)"),
+    (["a", "x", "c"], r"\(missing from val: b; only in val: x\)"),
+    (["c", "b", "a"], r"\(in another order\)"),
+])
+def test_eval_classes_must_be_the_train_classes_whatever_the_source(val_classes, match):
+    """BenchData pairs the splits of every data source (image folders, hf, ImageNet, video): label i of the eval
+    split must mean class i of the train split, or every later label is shifted and scored as if right."""
+    from bench.runner import BenchData
+    train = _split(["a", "b", "c"], "train")
+    assert BenchData(train, _split(["a", "b", "c"], "val")).eval.classes == train.classes
+    with pytest.raises(DataError, match=match):
+        BenchData(train, _split(val_classes, "val"))
+
+
+def test_one_class_is_refused():
+    from bench.runner import BenchData
+    with pytest.raises(DataError, match=r"has 1 class \(only\) in its train split: probes need at least 2"):
+        BenchData(_split(["only"], "train", [0, 0]), _split(["only"], "val", [0]))
+
+
+def test_a_class_missing_from_a_val_folder_is_refused_when_loading(tmp_path):
+    from bench.benchmarks import adhoc_benchmark
+    from bench.runner import load_benchmark_data
+    root = _tree(tmp_path / "ds", classes=("a_cls", "b_cls", "c_cls"))
+    for i in range(2):
+        for cls in ("a_cls", "c_cls"):  # b_cls missing: c_cls would get b_cls's label 1
+            _write_jpeg(root / "val" / cls / f"v{i}.jpg", (10, 20, 30))
+    with pytest.raises(DataError, match=r"missing from val: b_cls"):
+        load_benchmark_data(adhoc_benchmark(f"imagefolder:{root}"), cache_dir=tmp_path / "cache")

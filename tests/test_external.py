@@ -167,7 +167,7 @@ class _Code:  # pickled as a custom class: weights_only refuses it
 
 @pytest.mark.parametrize("case, match", [
     ("missing", "does not exist"),
-    ("text", "is not a PyTorch checkpoint"),
+    ("text", "not a PyTorch checkpoint: Unsupported operand"),
     ("code", "holds pickled objects other than tensors and plain data"),
     ("wrong architecture", "no key of the checkpoint matches the model"),
     ("wrong prefix", "no key of the checkpoint starts with --weights-prefix 'nope.'"),

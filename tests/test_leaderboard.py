@@ -216,6 +216,55 @@ def test_tex_standalone_compiles(tmp_path, records):
     _pdflatex(tex, tmp_path)
 
 
+NON_ASCII = ["Kürbis-Méthode", "straße", "α-JEPA", "Łódź Ω", "中文模型 ✓"]
+
+
+def test_tex_spells_non_ascii_names_in_ascii(records):
+    records += [registered_rec(name, 0, 60.0 + i) for i, name in enumerate(NON_ASCII)]
+    tex = render_leaderboard(build_leaderboard(records, BID), "tex", title="Résumé α", standalone=True)
+    body = tex.replace(r"$\pm$", "")
+    assert tex.isascii(), [c for c in tex if not c.isascii()]  # pdflatex stops at an unknown Unicode character
+    for spelled in (r'K\"{u}rbis-M\'{e}thode', r"stra\ss{}e", r"$\alpha$-JEPA", r"\L{}\'{o}d\'{z} $\Omega$",
+                    "[U+4E2D][U+6587]", r"R\'{e}sum\'{e} $\alpha$"):
+        assert spelled in body, spelled
+
+
+def test_tex_standalone_with_non_ascii_names_compiles(tmp_path, records):
+    records += [registered_rec(name, 0, 60.0 + i) for i, name in enumerate(NON_ASCII)]
+    _pdflatex(render_leaderboard(build_leaderboard(records, BID), "tex", title="Résumé α", standalone=True), tmp_path)
+
+
+def test_a_benchmark_id_that_is_a_path_writes_nothing_anywhere(tmp_path, records):
+    df = build_leaderboard(records, BID)
+    for bad in ("../escape", str(tmp_path / "abs"), "a/b", ".hidden"):
+        with pytest.raises(BenchError, match="is not a plain name"):
+            save_leaderboard(df, bad, tmp_path / "lb", ("md",), tmp_path / "results")
+        with pytest.raises(BenchError, match="is not a plain name"):
+            write_leaderboard(bad, tmp_path / "results", tmp_path / "lb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leaderboard_formats_are_written_all_or_none(tmp_path, records, monkeypatch):
+    import bench.io
+    for r in records:
+        write_record(r, tmp_path / "results")
+    _, paths = write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", formats=("md", "csv", "tex"))
+    before = {p: p.read_bytes() for p in paths}
+    write_record(registered_rec("newcomer", 0, 90.0), tmp_path / "results")
+    real, calls = bench.io._write_synced, []
+
+    def tex_fails(tmp, data):
+        calls.append(tmp)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", tmp)
+        return real(tmp, data)
+    monkeypatch.setattr(bench.io, "_write_synced", tex_fails)
+    with pytest.raises(BenchError, match="No space left on device"):
+        write_leaderboard(BID, tmp_path / "results", tmp_path / "lb", formats=("md", "csv", "tex"))
+    assert {p: p.read_bytes() for p in paths} == before  # md and csv not rewritten without the tex
+    assert sorted(p.name for p in (tmp_path / "lb" / BID).iterdir()) == sorted(p.name for p in paths)
+
+
 # ---------------------------------------------------------------- html
 def _page(tmp_path, records) -> Path:
     records[0] = records[0].model_copy(update={"selected": {"knn": {"k": 20, "T": 0.07}, "linear": {"lr": 0.3}}})

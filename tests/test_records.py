@@ -49,6 +49,15 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path):
     ({"status": "finished"}, "status"),
     ({"extra_field": 1}, "extra"),
     ({"run_id": "../escape"}, "run_id"),
+    ({"benchmark": {"name": "../escape", "version": 1}}, "benchmark.name"),  # names the records' folder
+    ({"wall_time_s": float("inf")}, "wall_time_s"),
+    ({"wall_time_s": float("nan")}, "wall_time_s"),
+    ({"train_time_s": -1.0}, "train_time_s"),
+    ({"images_seen": -5}, "images_seen"),
+    ({"views_seen": -1}, "views_seen"),
+    ({"params": -1}, "params"),
+    ({"epochs": -2}, "epochs"),
+    ({"seed": -1}, "seed"),
 ])
 def test_schema_rejects(kw, msg):
     with pytest.raises(ValueError, match=msg):

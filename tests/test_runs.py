@@ -94,6 +94,19 @@ def test_list_runs_tells_recorded_trained_training_interrupted_and_empty_runs(tm
     assert list_runs(tmp_path / "nowhere", results) == []
 
 
+def test_progress_counts_the_epochs_done_from_lightnings_zero_based_log(tmp_path):
+    """Lightning's CSV log numbers epochs from 0: its row that closes epoch 1 (``*_epoch`` metrics) means 2 done;
+    a step row of epoch 2 means the third is under way (still 2 done)."""
+    header = "epoch,online/acc_epoch,online/acc_step,step,train/loss_epoch,train/loss_step\n"
+    closed = header + "0,,93.7,2,,3.73\n0,54.1,,2,3.51,\n1,,81.2,5,,3.25\n1,79.1,,5,3.30,\n"
+    _fake_run(tmp_path / "runs", "after-2", epochs=3, **{"checkpoints__last.ckpt": "x", "logs__metrics.csv": closed})
+    _fake_run(tmp_path / "runs", "in-3rd", epochs=3, **{"checkpoints__last.ckpt": "x",
+                                                        "logs__metrics.csv": closed + "2,,70.0,7,,3.1\n"})
+    states = {r.run_id: r for r in list_runs(tmp_path / "runs", tmp_path / "results")}
+    assert states["after-2"].progress == "2/3 ep, step 5"
+    assert states["in-3rd"].progress == "2/3 ep, step 7"
+
+
 @pytest.mark.slow
 def test_training_holds_the_lock_and_reference_skips_a_run_another_process_trains(tmp_path, tiny_folder, monkeypatch):
     import bench.runner as runner

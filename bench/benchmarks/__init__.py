@@ -200,14 +200,16 @@ def benchmark_for(benchmark: str | None = None, data: str | None = None) -> Benc
 
 
 def adhoc_benchmark(data: str, base: str | None = None) -> Benchmark:
-    """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``). Its id is
-    ``custom-<dataset>-v1``: such results never mix with the named benchmark's. ``base`` defaults to
+    """``base``'s protocol on another dataset spec (``bench run --data imagefolder:PATH``; a folder is recorded by its
+    absolute path, :func:`bench.data.canonical_spec`). Its id is ``custom-<dataset>-v1``: such results never mix
+    with the named benchmark's. ``base`` defaults to
     imagenette64-v1, or the latest moving-shapes version for video specs (``moving-shapes[:...]``,
     ``videofolder:PATH``)."""
     import re
     from pathlib import Path
 
-    from bench.data import is_video_spec
+    from bench.data import canonical_spec, is_video_spec
+    data = canonical_spec(data)  # a folder given relative or absolute is one benchmark
     video = is_video_spec(data)
     b = get_benchmark(base or ("moving-shapes" if video else DEFAULT_BENCHMARK))
     if video != b.is_video:

@@ -49,7 +49,7 @@ DATASETS = {
 #: named datasets of the data root that ``bench data prepare NAME SOURCE`` rebuilds: name -> the public source
 SOURCES = {"imagenette64": "https://github.com/thunderInfy/imagenette"}
 
-__all__ = ["DATASETS", "SOURCES", "ImageData", "data_fingerprint", "data_root_candidates", "dataset_root",
+__all__ = ["DATASETS", "SOURCES", "ImageData", "canonical_spec", "check_classes", "data_fingerprint", "data_root_candidates", "dataset_root",
            "default_cache_dir", "how_to_get", "is_video_spec", "load_split", "resolve_data_root", "scan_imagefolder",
            "writable_data_root"]
 
@@ -59,6 +59,42 @@ def data_fingerprint(splits: list[tuple[str, str]]) -> str:
     sha256 over a ``split:fingerprint`` line per split (train, then eval), each split's fingerprint that of its
     loader (image folders: :func:`bench.data.imagefolder.split_fingerprint`)."""
     return hashlib.sha256("\n".join(f"{split}:{fp}" for split, fp in splits).encode()).hexdigest()
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` with its folder (``imagefolder:``, ``videofolder:``, ``hf:PATH``) made absolute and free of ``..``
+    and symlinks, so that one folder is one spec however it was written (relative, absolute, via a link): the same
+    ad-hoc benchmark id and spec hash. Other specs are returned as they are."""
+    scheme, _, rest = spec.partition(":")
+    if scheme in ("imagefolder", "videofolder") and rest:
+        return f"{scheme}:{Path(rest).expanduser().resolve()}"
+    if scheme == "hf":
+        from bench.data.hf import is_local_path
+        body, sep, query = rest.partition("?")
+        if body and is_local_path(body):
+            return f"hf:{Path(body).expanduser().resolve()}{sep}{query}"
+    return spec
+
+
+def check_classes(train, eval_) -> None:
+    """Labels are indices into a split's sorted class list, so a class missing from the eval split would shift
+    every later label, and a class only in it would be scored against nothing: the eval split must carry exactly
+    the train split's classes, in its order. One class only is refused too (every score would be 100)."""
+    if len(train.classes) < 2:
+        raise DataError(f"dataset {train.spec!r} has {len(train.classes)} class ({', '.join(train.classes)}) in its "
+                        f"{train.split} split: probes need at least 2 (with one, every score would be 100)")
+    if list(eval_.classes) == list(train.classes):
+        return
+    missing = [c for c in train.classes if c not in set(eval_.classes)]
+    extra = [c for c in eval_.classes if c not in set(train.classes)]
+
+    def names(cs: list[str]) -> str:
+        return ", ".join(cs[:5]) + (f" (+{len(cs) - 5} more)" if len(cs) > 5 else "")
+    differ = "; ".join([*([f"missing from {eval_.split}: {names(missing)}"] if missing else []),
+                        *([f"only in {eval_.split}: {names(extra)}"] if extra else [])]) or "in another order"
+    raise DataError(f"dataset {train.spec!r}: the {eval_.split} split's classes differ from the {train.split} "
+                    f"split's ({differ}); labels follow the {train.split} split's class list, so every split needs "
+                    f"the same classes")
 
 
 def default_cache_dir() -> Path:

@@ -26,15 +26,7 @@ import torch
 
 from bench.distributed import launch_rank
 from bench.errors import DataError
-from bench.io import atomic_write_json
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from bench.io import atomic_write_json, file_sha256
 
 
 def files_cache_key(header: str, split_dir: Path, files: list[tuple[str, int]]) -> str:

@@ -39,13 +39,14 @@ def parse_hf_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
         options[key] = value
     if not body:
         raise DataError(f"dataset {spec!r}: give a name or a folder, e.g. hf:cifar10 or hf:/path/to/saved_dataset")
-    if _is_path(body):
+    if is_local_path(body):
         return body, None, options
     name, _, config = body.partition(":")
     return name, config or None, options
 
 
-def _is_path(body: str) -> bool:
+def is_local_path(body: str) -> bool:
+    """Whether the body of an ``hf:`` spec names a folder on this machine (not a dataset name)."""
     return body.startswith(("/", "./", "../", "~")) or Path(body).expanduser().is_dir()
 
 
@@ -69,7 +70,7 @@ def open_hf_dataset(spec: str):
     name, config, _ = parse_hf_spec(spec)
     with _offline():
         import datasets
-        if _is_path(name):
+        if is_local_path(name):
             path = Path(name).expanduser()
             if not path.is_dir():
                 raise DataError(f"dataset {spec!r}: folder {path} does not exist")

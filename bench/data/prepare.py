@@ -29,9 +29,10 @@ from pathlib import Path
 
 from bench.benchmarks import available_benchmarks
 from bench.data import SOURCES, data_fingerprint, writable_data_root
-from bench.data.cache import file_sha256, progress_iter
+from bench.data.cache import progress_iter
 from bench.data.imagefolder import format_manifest, parse_manifest, scan_imagefolder, split_fingerprint
 from bench.errors import DataError
+from bench.io import file_sha256
 
 NAME = "imagenette64"
 #: the manifest of the copy the imagenette64 benchmarks were defined on (its MANIFEST.tsv)

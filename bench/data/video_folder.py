@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bench.data.cache import file_sha256, files_cache_key, load_cached, progress_iter, write_npy
+from bench.data.cache import files_cache_key, load_cached, progress_iter, write_npy
 from bench.data.imagefolder import ImageData, scan_class_folders
 from bench.errors import DataError
+from bench.io import file_sha256
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 VIDEO_CACHE_VERSION = 1  # bump when decoding, sampling or the cache format changes
