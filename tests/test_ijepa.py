@@ -119,7 +119,7 @@ def test_jepa_masks_follow_the_run_seed(video, tmp_path, monkeypatch):
     import methods.ijepa
     import methods.vjepa
     from bench.config import TrainConfig
-    from bench.train import fit
+    from bench.trainer import fit
     from methods.ijepa import IJEPA
     from methods.vjepa import VJEPA
     from bench.backbones import create_backbone
