@@ -77,11 +77,13 @@ def read_checkpoint(path: str | Path) -> dict:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure is one line
         text = str(e)
-        if "Unsupported global" in text:
-            raise BenchError(f"{path} holds pickled objects other than tensors and plain data (possibly code); "
-                             f"not loaded") from None
+        found = re.search(r"GLOBAL ([\w.]+)", text)  # weights_only met a class or function: refused, never run
+        if found or "Unsupported global" in text:
+            raise BenchError(f"{path} holds pickled objects other than tensors and plain data (possibly code"
+                             + (f": {found.group(1)}" if found else "") + "); not loaded") from None
+        why = text.split("WeightsUnpickler error:", 1)[-1].strip()  # torch's own reason, past its boilerplate
         raise BenchError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{text.strip().splitlines()[0][:100] if text.strip() else 'unreadable'})") from None
+                         f"{why.splitlines()[0][:100] if why else 'unreadable'})") from None
     if not isinstance(obj, dict):
         raise BenchError(f"{path} holds a {type(obj).__name__}, not a state_dict or a checkpoint mapping")
     return obj

@@ -177,6 +177,30 @@ def _interrupted_run(tmp: Path, ckpt_bytes: bytes | None = None, obj=None) -> li
     return ["train", "--resume", str(run), "--cache-dir", str(tmp / "cache"), "--no-progress", *_data(tmp)]
 
 
+def _eval(tmp: Path, weights=None, *extra: str, model: str = "timm:resnet18") -> list[str]:
+    """``bench eval --model MODEL --weights tmp/w.pth``; ``weights``: bytes written as the file, an object
+    torch.save'd, or None (no file)."""
+    path = tmp / "w.pth"
+    if isinstance(weights, bytes):
+        path.write_bytes(weights)
+    elif weights is not None:
+        torch.save(weights, path)
+    return ["eval", "--model", model, "--weights", str(path), "--benchmark", "imagenette-mini-v1", "--results",
+            str(tmp / "results"), "--cache-dir", str(tmp / "cache"), *extra]
+
+
+def _resnet18_state(drop: str | None = None, prefix: str = "") -> dict:
+    import timm
+    sd = timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict()
+    return {prefix + k: v for k, v in sd.items() if k != drop}
+
+
+def _vit_state() -> dict:
+    import timm
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
+                             depth=1, embed_dim=48, num_heads=2).state_dict()
+
+
 CASES = {
     # name: (argv or builder(tmp[, monkeypatch]), text the one-line message must contain)
     "unknown method": (lambda t: _run(t, "--method", "simclrr"), "unknown method 'simclrr'"),
@@ -219,6 +243,20 @@ CASES = {
     "resume a missing run": (lambda t: ["train", "--resume", str(t / "no-run")], "no-run"),
     "leaderboard without records": (lambda t: ["leaderboard", "imagenette-mini-v1", "--results", str(t / "none")],
                                     "no records"),
+    "eval: weights file missing": (lambda t: _eval(t), "w.pth does not exist"),
+    "eval: weights not a checkpoint": (lambda t: _eval(t, b"not a checkpoint"), "w.pth is not a PyTorch checkpoint"),
+    "eval: weights with pickled code": (lambda t: _eval(t, {"state_dict": {"x": _Evil(t / "pwned")}}),
+                                        "holds pickled objects other than tensors and plain data"),
+    "eval: weights of another architecture": (lambda t: _eval(t, _vit_state()),
+                                              "no key of the checkpoint matches the model"),
+    "eval: wrong --weights-prefix": (lambda t: _eval(t, _resnet18_state(prefix="backbone."), "--weights-prefix",
+                                                     "module."), "no key of the checkpoint starts with --weights-prefix"),
+    "eval: weights missing an encoder key": (lambda t: _eval(t, _resnet18_state(drop="layer4.1.bn2.bias")),
+                                             "1 encoder key(s) missing from"),
+    "eval: unknown model": (lambda t: _eval(t, model="timm:resnet19"), "timm has no model 'resnet19'"),
+    "eval: --readout last4 on a CNN": (lambda t: _eval(t, _resnet18_state(), "--readout", "last4"),
+                                       "--readout last4 needs a ViT"),
+    "eval: a run folder with --weights": (lambda t: ["eval", str(t), "--weights", "w.pth"], "go with --model"),
 }
 
 
