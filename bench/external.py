@@ -10,8 +10,9 @@ Specs (``bench eval --model SPEC``, ``bench.load_encoder(SPEC)``):
   ``timm:vit_small_patch16_224.dino``); ``tokens`` = ``forward_features``;
 - ``torchvision:NAME`` - ``torchvision.models.get_model(NAME, weights=None)`` with its classifier's last linear
   layer removed; ResNets and other models with ``layer4`` give their last feature map as tokens;
-- ``hf:PATH`` - a local Hugging Face ``transformers`` model folder (``AutoModel``, offline); pooled = its pooler
-  output, else the [CLS] token; tokens = ``last_hidden_state``;
+- ``hf:PATH`` - a local Hugging Face ``transformers`` model folder (``AutoModel``, offline; the ``hf`` extra);
+  pooled = the normalised [CLS] token (what DINO / DINOv2 evaluate; ``ViTModel``'s tanh pooler is untrained in
+  SSL checkpoints), the average token without one (I-JEPA), a CNN's pooled output; tokens = ``last_hidden_state``;
 - ``module:callable`` / ``path/to/file.py:callable`` - a function returning an ``nn.Module`` whose forward gives
   ``(B, D)`` (and, optionally, ``tokens``).
 
@@ -19,7 +20,12 @@ Preprocessing: the benchmark fixes resolution and crop; the mean / std are the m
 ``pretrained_cfg``, an HF ``preprocessor_config.json``), ImageNet's for torchvision and for the official SSL
 training layouts (DINO, I-JEPA, MAE, MoCo v3, DINOv2 all normalise with it), or ``mean`` / ``std`` given. A ViT
 built for another resolution has its position embeddings resampled to the benchmark's (timm's
-``set_input_size``); the encoder's ``info`` says so, and the run record keeps ``info``.
+``set_input_size``; Hugging Face ViTs interpolate them in each forward pass); the encoder's ``info`` says so, and
+the run record keeps ``info``.
+
+Readout (``readout=``, ``--readout``): ``pooled`` (default) is the model's own feature; ``last4`` is DINOv2's
+linear-eval feature for ViTs with a [CLS] token, ``(B, 5 D)``: the [CLS] tokens of the last 4 blocks (each after
+the final norm) and the average patch token of the last one. The attentive probe reads ``tokens`` either way.
 """
 
 from __future__ import annotations
@@ -173,7 +179,7 @@ def _torchvision(name: str, kwargs: dict):
 
 def _hf(path: str, kwargs: dict):
     if importlib.util.find_spec("transformers") is None:
-        raise BenchError("hf: models need the transformers package (pip install transformers)")
+        raise BenchError('hf: models need transformers: pip install -e ".[hf]"')
     from transformers import AutoModel
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():

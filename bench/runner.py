@@ -380,6 +380,8 @@ def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | 
     ``resume``: continue an interrupted run folder with its own config. None on a DDP process of rank > 0."""
     from bench.benchmarks import benchmark_for
     from bench.config import run_config
+    if resume is not None:
+        resume_info(resume)  # a missing or unreadable run folder: one line, before anything else
     if isinstance(benchmark, Benchmark):
         bench = benchmark
     else:  # a resumed run continues on the benchmark it was trained on unless told otherwise
