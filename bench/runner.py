@@ -1,7 +1,8 @@
 """Benchmark runs: ``train_run`` trains (or, for baselines, just initialises) a method and saves the
 encoder + a ``run.json`` summary in a run folder; ``probe_run`` evaluates that encoder with the
-benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI's ``train``,
-``probe``, ``run`` and ``demo`` are thin layers over these three functions.
+benchmark's probes and writes the run record; ``run_benchmark`` is both. ``train`` is the public
+``bench.train`` over them (a method name and overrides, configured as ``bench run`` does); the CLI's ``run`` and
+``train`` call it, ``probe`` goes through ``bench.evaluate`` (bench.scoring), ``demo`` uses these directly.
 
 Each checks what it can without data first (:func:`check_config`: the method resolves, the backbone takes its
 options; a resumed run folder has a readable run.json), so a typo costs no dataset lookup. On a process of rank > 0

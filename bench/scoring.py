@@ -1,6 +1,7 @@
 """Score a frozen encoder that was not trained here: ``evaluate(encoder_or_spec, benchmark)`` runs the benchmark's
 probes on it (features cached as for every run) and returns an ordinary run record with ``origin: external``, so the
-leaderboards, ``bench table`` and the HTML page show it as a row of its own, labelled with its ``name``."""
+leaderboards, ``bench table`` and the HTML page show it as a row of its own, labelled with its ``name``. Given a run
+folder of ``bench train`` instead, it is ``bench probe`` (:func:`bench.runner.probe_run`): one entrance for both."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def evaluate(encoder_or_spec: nn.Module | str | Path, benchmark: Benchmark | str
         if weights is not None or name is not None or any(v is not None for v in load_kw.values()):
             raise BenchError("--weights / --name / loading options go with a model spec, not with a run folder")
         run_dir = Path(encoder_or_spec).expanduser()
-        bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark or run_benchmark_of(run_dir)
+        bench = get_benchmark(benchmark) if isinstance(benchmark, str) else \
+            benchmark if benchmark is not None else run_benchmark_of(run_dir)
         return probe_run(run_dir, bench, results_dir=results_dir, data=data, probes=probes, data_root=data_root,
                          cache_dir=cache_dir, imagenet_root=imagenet_root)
     if benchmark is None:
