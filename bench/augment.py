@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.threads import one_cpu_thread
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -135,6 +137,8 @@ class ViewAugmenter(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = to_float(images)
-        suffix = "_video" if x.ndim == 5 else ""
-        return [normalize(self._pipes[k + suffix](x).clamp_(0, 1)) for k in self._keys]
+        with one_cpu_thread(images.device):
+            x = to_float(images)
+            suffix = "_video" if x.ndim == 5 else ""
+            return [normalize(self._pipes[k + suffix](x).clamp_(0, 1)) for k in self._keys]
+

@@ -39,8 +39,31 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet (PATH/train/<wnid>/*.JPEG, PATH/val/<wnid>/*.JPEG) for the imagenet, imagenet100, "
                         "imagenette and imagewoof datasets (default: $BENCH_IMAGENET_ROOT)")
+    p.add_argument("--datasets-root", default=None, metavar="PATH",
+                   help="folder of the local torchvision dataset copies that tv:NAME specs and the transfer benchmarks "
+                        "read (cifar-10-batches-py/, flowers-102/, dtd/, ...; see docs/transfer.md; default: "
+                        "$BENCH_DATASETS_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    _add_decode_workers(p)
+
+
+def _add_decode_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decode-workers", type=int, default=None, metavar="N",
+                   help="processes that decode a split into the cache on first use (default: the usable cores)")
+
+
+def _add_suite_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default=None, metavar="SUITE-vN",
+                   help="score the encoder on every benchmark of a suite (see `bench benchmarks`), one record each; "
+                        "benchmarks already recorded for it are skipped, so a killed suite continues")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --suite: skip the datasets that are not present instead of stopping (no aggregate)")
+
+
+def _datasets_root(args) -> str | None:
+    """--datasets-root, else $BENCH_DATASETS_ROOT (read here: the library takes the folder as an argument)."""
+    return getattr(args, "datasets_root", None) or os.environ.get("BENCH_DATASETS_ROOT") or None
 
 
 def _add_batch_opts(p: argparse.ArgumentParser) -> None:
@@ -50,6 +73,7 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
+    _add_decode_workers(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
@@ -132,18 +156,22 @@ def _set_overrides(items: list[str], overrides: dict | None = None) -> dict:
 
 # ---------------------------------------------------------------- commands
 def cmd_methods(args) -> int:
-    from methods import available_methods
-    print_table(("method", "views", "trainable", "defined in"),
-                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__)
-                 for name, cls in available_methods().items()])
+    from methods import available_methods, method_description
+    print_table(("method", "views", "trainable", "defined in", "description"),
+                [(name, len(cls.views), "yes" if cls.trainable else "no (baseline)", cls.__module__,
+                  method_description(cls)) for name, cls in available_methods().items()])
     return 0
 
 
 def cmd_benchmarks(args) -> int:
     from bench.benchmarks import available_benchmarks
+    from bench.benchmarks.suites import available_suites
     print_table(("benchmark", "data", "eval px", "headline", "description"),
                 [(b.id + (f" (superseded by {b.superseded_by})" if b.superseded_by else ""), b.data,
                   b.img_size, b.headline, b.description) for b in available_benchmarks()])
+    print_table(("suite", "benchmarks", "aggregates", "description"),
+                [(s.id, " ".join(s.benchmarks), ", ".join(s.scores), s.description) for s in available_suites()],
+                title="suites (bench eval --model SPEC --suite SUITE-vN; bench leaderboard SUITE-vN)")
     return 0
 
 
@@ -164,25 +192,70 @@ def _data_options(args) -> list[str]:
     """The data options given, as a command line takes them again (the probe hint, the SLURM requeue)."""
     out: list[str] = []
     for flag, value in (("--benchmark", args.benchmark), ("--data", args.data), ("--data-root", args.data_root),
-                        ("--imagenet-root", args.imagenet_root), ("--cache-dir", args.cache_dir)):
+                        ("--imagenet-root", args.imagenet_root), ("--datasets-root", getattr(args, "datasets_root", None)),
+                        ("--cache-dir", args.cache_dir)):
         if value is not None:
             out += [flag, str(value)]
     return out
 
 
 def _data_kw(args) -> dict:
-    return dict(data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root)
+    """The data options as the library's keyword arguments."""
+    return dict(data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
+                datasets_root=_datasets_root(args))
 
 
 def cmd_run(args) -> int:
     import bench as api
     bench = _benchmark(args)
     resolved = _checked(_run_config(args, bench))
+    suite = _suite(args)
     rec = api.train(resolved.config, bench, recipe=resolved.recipe, results_dir=args.results, runs_dir=args.runs_dir,
                     progress=not args.no_progress, **_data_kw(args))
     if rec is not None:  # None on a DDP rank > 0: rank 0 writes and prints the record
         _print_record(rec)
+        if suite is not None:
+            run_dir = Path(args.runs_dir) / bench.id / rec.run_id
+            _suite_done(args, _probe_suite(args, run_dir, suite), ["bench", "probe", str(run_dir)])
     return 0
+
+
+def _suite(args):
+    """The --suite of a command (checked before any work), or None."""
+    if not getattr(args, "suite", None):
+        if getattr(args, "allow_missing", False):
+            raise BenchError("--allow-missing goes with --suite")
+        return None
+    from bench.benchmarks.suites import get_suite
+    return get_suite(args.suite)
+
+
+def _probe_suite(args, run_dir, suite):
+    from bench.suite_runner import probe_suite
+    return probe_suite(run_dir, suite, results_dir=args.results, allow_missing=args.allow_missing,
+                       data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
+                       datasets_root=_datasets_root(args), log=lambda msg: out(msg, style="dim"))
+
+
+def _suite_done(args, result, again: list[str]) -> None:
+    """Each record of a suite run, then what was recorded, where its leaderboard comes from and (partial) the
+    command ``again`` + options that continues it."""
+    for bench_id, rec in result.records.items():
+        if bench_id not in result.reused:
+            _print_record(rec)
+    suite = result.suite
+    missing = f"; missing: {', '.join(result.missing)}" if result.missing else ""
+    out(f"{suite.id}: {len(result.records)} of {len(suite.benchmarks)} datasets recorded "
+        f"({len(result.reused)} found already){missing}; table: bench leaderboard {suite.id} --results "
+        f"{shlex.quote(str(args.results))}" + ("" if result.complete else "; continue: " + shlex.join(
+            [*again, "--suite", suite.id, *_suite_data_options(args), "--results", str(args.results)])))
+
+
+def _suite_data_options(args) -> list[str]:
+    """The data options of a suite command line (the suite names the benchmarks: no --benchmark / --data)."""
+    opts = _data_options(args)  # flag, value pairs
+    return [x for flag, value in zip(opts[::2], opts[1::2]) if flag not in ("--benchmark", "--data")
+            for x in (flag, value)]
 
 
 def cmd_train(args) -> int:
@@ -268,6 +341,12 @@ def cmd_curves(args) -> int:
 
 def cmd_probe(args) -> int:
     import bench as api
+    suite = _suite(args)
+    if suite is not None:
+        if args.benchmark or args.data:
+            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
+        _suite_done(args, _probe_suite(args, args.run_dir, suite), ["bench", "probe", str(args.run_dir)])
+        return 0
     given = args.benchmark is not None or args.data is not None
     rec = api.evaluate(Path(args.run_dir), _benchmark(args) if given else None, results_dir=args.results,
                        **_data_kw(args))  # no --benchmark: the one in the run's run.json
@@ -284,10 +363,22 @@ def cmd_eval(args) -> int:
             raise BenchError("--weights / --name / --model-arg go with --model, not with a run folder")
         return cmd_probe(args)
     import bench as api
+    load_kw = dict(weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
+                   readout=args.readout, model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None)
+    suite = _suite(args)
+    if suite is not None:
+        if args.benchmark or args.data:
+            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
+        result = api.evaluate_suite(args.model, suite, weights=args.weights, results_dir=args.results,
+                                    name=args.name, allow_missing=args.allow_missing, data_root=args.data_root,
+                                    cache_dir=args.cache_dir, datasets_root=_datasets_root(args),
+                                    log=lambda msg: out(msg, style="dim"), **load_kw)
+        _suite_done(args, result, ["bench", "eval", "--model", args.model,
+                                   *(["--weights", str(args.weights)] if args.weights else []),
+                                   *(["--name", args.name] if args.name else [])])
+        return 0
     rec = api.evaluate(args.model, _benchmark(args), weights=args.weights, results_dir=args.results, name=args.name,
-                       weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
-                       readout=args.readout, model_kwargs=_set_overrides(args.model_arg) if args.model_arg else None,
-                       **_data_kw(args))
+                       **_data_kw(args), **load_kw)
     if rec.model.get("resampled"):
         out(f"note: {rec.model['resampled']}")
     _print_record(rec)
@@ -304,8 +395,15 @@ def _publish_leaderboard(benchmark, results, out, formats: tuple[str, ...], stan
 
 def cmd_leaderboard(args) -> int:
     from bench.benchmarks import get_benchmark
+    from bench.benchmarks.suites import is_suite
     from bench.records import load_records
     from bench.errors import ConfigError
+    if is_suite(args.benchmark):
+        from bench.suite_leaderboard import render_suite_leaderboard, write_suite_leaderboard
+        df, paths = write_suite_leaderboard(args.benchmark, args.results, args.out, tuple(args.format), args.standalone)
+        print(render_suite_leaderboard(df, "md"))
+        out("written: " + ", ".join(str(p) for p in paths))
+        return 0
     try:
         bench = get_benchmark(args.benchmark)
     except ConfigError:
@@ -329,13 +427,28 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _int_pair(text: str | None, flag: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise BenchError(f"{flag} expects two whole numbers N,M (got {text!r})") from None
+    if not 0 < a < b:
+        raise BenchError(f"{flag} expects 0 < N < M (got {text!r})")
+    return a, b
+
+
 def cmd_perf(args) -> int:
     from bench.perf import SECTIONS, options_from, perf_table, run_perf, write_report
     opts = options_from(args.quick, method=args.method, backbone=args.backbone, stem=args.stem,
                         precision=args.precision, frames=args.frames, img_size=args.img_size,
                         batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
-                        data_batches=args.data_batches, probe_samples=args.probe_samples,
+                        data_batches=args.data_batches, decode_images=args.decode_images,
+                        decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
+                        pipeline_source_px=args.pipeline_source_px,
+                        probe_samples=args.probe_samples,
                         probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
@@ -431,6 +544,25 @@ def cmd_data_prepare(args) -> int:
     return 0 if result.reproduced else 1
 
 
+def cmd_cache_verify(args) -> int:
+    from bench.data import default_cache_dir
+    from bench.data.cache import verify_cache
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    entries = verify_cache(cache_dir)
+    print_table(("entry", "size", "state"),
+                [(str(npy), f"{npy.stat().st_size / 2**20:.1f} MiB", "[green]ok[/]" if why is None else f"[red]corrupt[/]: {why}")
+                 for npy, why in entries], title=f"cache {cache_dir}")
+    bad = [npy for npy, why in entries if why is not None]
+    if bad and args.remove:
+        for npy in bad:
+            npy.unlink(missing_ok=True)
+            npy.with_suffix(".json").unlink(missing_ok=True)
+    out(f"{len(entries) - len(bad)} of {len(entries)} entries whole" + (
+        "" if not bad else f"; {len(bad)} corrupt " + ("removed (rebuilt on next use)" if args.remove else
+                                                         "(remove them with --remove; they are rebuilt on next use)")))
+    return 1 if bad else 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="ssl-bench: train SSL methods, probe frozen encoders, "
@@ -452,9 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="train + probe + write one run record")
+    p = sub.add_parser("run", help="train + probe + write one run record (--suite: then a record per suite benchmark)")
     _add_train_opts(p)
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -510,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="probe a trained run folder's frozen encoder and write its record")
     p.add_argument("run_dir", help="run folder written by `bench train` (holds run.json + encoder.pt)")
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_probe)
 
@@ -532,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "feature (the [CLS] tokens of the last 4 blocks + the average patch token; ViTs)")
     p.add_argument("--name", default=None, help="label of the record and its leaderboard row (default: the SPEC)")
     _add_data_opts(p)
+    _add_suite_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.set_defaults(func=cmd_eval)
 
@@ -572,13 +707,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_prepare)
 
+    p = sub.add_parser("cache", help="the decoded-split cache: `bench cache verify` checks every entry in full")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
+    p = cache_sub.add_parser("verify", help="full sha256 check of every cached split (loading checks only the "
+                                            "header, size and a sample of rows); exit 1 if any is corrupt")
+    p.add_argument("--cache-dir", default=None, help="the cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
+    p.add_argument("--remove", action="store_true", help="remove corrupt entries (they are rebuilt on next use)")
+    p.set_defaults(func=cmd_cache_verify)
+
     p = sub.add_parser("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
-    p = sub.add_parser("benchmarks", help="list benchmark versions")
+    p = sub.add_parser("benchmarks", help="list benchmark versions and suites")
     p.set_defaults(func=cmd_benchmarks)
 
-    p = sub.add_parser("leaderboard", help="aggregate one benchmark version's records into tables")
-    p.add_argument("benchmark", help="benchmark id NAME-vN")
+    p = sub.add_parser("leaderboard", help="aggregate one benchmark version's records into tables (a suite id: "
+                                           "per-dataset scores, their mean and average rank)")
+    p.add_argument("benchmark", help="benchmark id NAME-vN, or a suite id such as transfer-v1")
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--out", default="leaderboards", help="output folder (a sub-folder per benchmark id)")
     p.add_argument("--format", nargs="+", default=["md", "csv"], choices=["md", "csv", "tex", "html"],
@@ -599,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perf", help="benchmark the harness: training step vs a bare PyTorch loop, data pipeline, "
                                     "1- vs 20-probe linear grid, faiss vs brute-force k-NN; prints ratios, writes JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (batch 64, 4 timed steps, 5k x 5k k-NN): ~1-2 min on 2 cores")
-    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,probe,knn (default: all)")
+    p.add_argument("--only", default=None, metavar="A,B", help="comma-separated sections: train,data,pipeline,probe,knn (default: all)")
     p.add_argument("--out", default="perf.json", help="JSON report (written atomically)")
     p.add_argument("--method", default=None, help="method whose step is timed (default simclr, with its recipe)")
     p.add_argument("--backbone", default=None, help="backbone (default: the method's recipe, resnet18 for simclr)")
@@ -615,6 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "many times, keep the best of each (default 1)")
     p.add_argument("--progress-bar", action="store_true", help="time the harness with its progress bar on")
     p.add_argument("--data-batches", type=int, default=None, help="batches for the data-pipeline measurement")
+    p.add_argument("--decode-images", type=int, default=None, help="synthetic 500x375 JPEGs the data section decodes "
+                   "(default 200; --quick 48)")
+    p.add_argument("--decode-size", type=int, default=None, help="cache size the data section decodes them to (default 256)")
+    p.add_argument("--pipeline-source-px", type=int, default=None, help="side of the JPEGs the pipeline section's "
+                   "two pipelines read (default 64)")
+    p.add_argument("--cache-rows", default=None, metavar="N,M", help="rows of the two cached splits whose load times "
+                   "the data section compares (default 2000,16000)")
     p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")
     p.add_argument("--probe-epochs", type=int, default=None, help="linear-probe epochs (default 5)")
     p.add_argument("--knn-size", type=int, default=None, help="k-NN train and query rows (default 50000)")
@@ -629,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
             return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
+        from bench.data.parallel import set_decode_workers
+        set_decode_workers(getattr(args, "decode_workers", None))  # None: the usable cores
         return args.func(args)
     except BenchError as e:
         if args.debug:

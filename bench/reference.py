@@ -43,7 +43,8 @@ class Setup:
 #: benchmark id -> the setups of its reference leaderboard
 REFERENCE: dict[str, list[Setup]] = {
     "imagenette64-v1": [
-        Setup("simclr"), Setup("barlow_twins"), Setup("dino"), Setup("ibot"), Setup("ijepa"),
+        Setup("simclr"), Setup("barlow_twins"), Setup("byol"), Setup("mocov3"), Setup("dino"), Setup("ibot"),
+        Setup("ijepa"), Setup("mae"),
         Setup("random"), Setup("random_vit"), Setup("random_vit_cls"),
         Setup("naive_siamese", overrides={"stop_on_collapse": True}),
         Setup("examples/vicreg.yaml", plugin="examples/vicreg.py"),

@@ -51,16 +51,17 @@ class BenchData:
 
 
 def load_benchmark_data(benchmark: Benchmark, data_root: str | None = None, cache_dir: str | None = None,
-                        imagenet_root: str | None = None) -> BenchData:
-    """The benchmark's train and eval splits (``imagenet_root``: a local ImageNet for the ImageNet specs, default
+                        imagenet_root: str | None = None, datasets_root: str | None = None) -> BenchData:
+    """The benchmark's train and eval splits (``datasets_root``: the default ROOT of ``tv:`` specs;
+    ``imagenet_root``: a local ImageNet for the ImageNet specs, default
     ``$BENCH_IMAGENET_ROOT``), checked against its pinned data fingerprint."""
-    kw: dict = dict(data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root)
+    kw: dict = dict(data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root, datasets_root=datasets_root)
     if benchmark.is_video:  # clips: frames, stride, size and the label column are the benchmark's
         kw.update(frames=benchmark.frames, stride=benchmark.frame_stride, label=benchmark.label,
                   size=round(benchmark.img_size / benchmark.crop_pct))
     data = BenchData(train=load_split(benchmark.data, benchmark.train_split, **kw),
                      eval=load_split(benchmark.data, benchmark.eval_split, **kw))
-    for split in (data.train, data.eval):
+    for split in (data.train, data.eval) if not benchmark.upsample else ():  # upsample: the protocol enlarges them
         check_image_size(split, benchmark.img_size, f"{benchmark.id}'s evaluation crop")
     if benchmark.data_fingerprint and data.fingerprint != benchmark.data_fingerprint:
         raise DataError(f"the data loaded for {benchmark.id} ({benchmark.data}) is not the data the benchmark was "
@@ -168,7 +169,7 @@ def check_checkpoint(path: Path) -> None:
 def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | Path = "runs",
               recipe: str | None = None, data: BenchData | None = None, results_dir: str | Path | None = None,
               progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
-              imagenet_root: str | None = None, resume: str | Path | None = None,
+              imagenet_root: str | None = None, datasets_root: str | None = None, resume: str | Path | None = None,
               log: Callable[[str], None] | None = print) -> Path | None:
     """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
     ``resume``: an interrupted run folder; training continues from its last checkpoint with its config (``cfg`` is
@@ -181,9 +182,9 @@ def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | 
     check_config(cfg)  # before any data is looked up
     if is_worker_rank(cfg.world_size):
         _train_on_worker_rank(cfg, benchmark, resume=resume, data=data, data_root=data_root, cache_dir=cache_dir,
-                              imagenet_root=imagenet_root)
+                              imagenet_root=imagenet_root, datasets_root=datasets_root)
         return None
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root, datasets_root)
     return _train(cfg, info, benchmark, data, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir,
                   progress=progress, resume=resume, log=log)
 
@@ -220,11 +221,11 @@ def _train(cfg: TrainConfig, info: dict | None, benchmark: Benchmark, data: Benc
 
 
 def _train_on_worker_rank(cfg: TrainConfig, benchmark: Benchmark, *, resume: str | Path | None,
-                          data: BenchData | None, data_root, cache_dir, imagenet_root) -> None:
+                          data: BenchData | None, data_root, cache_dir, imagenet_root, datasets_root=None) -> None:
     """A process of rank > 0 trains in lock-step with rank 0 but owns nothing: its run folder is temporary (a
     resumed run's run.json is copied and its checkpoints linked in, so it restores the same step), it neither
     probes nor writes a record. Rank 0 writes the run folder, encoder and record."""
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root, datasets_root)
     with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
         run, info = None, None
         if resume is not None:
@@ -320,13 +321,14 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path | None = "results",
               data: BenchData | None = None, probes: tuple[str, ...] | None = None,
               data_root: str | None = None, cache_dir: str | None = None,
-              imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord:
+              imagenet_root: str | None = None, datasets_root: str | None = None,
+              log: Callable[[str], None] | None = print) -> RunRecord:
     """Probe a trained run's frozen encoder on the benchmark and write its record under ``results_dir`` (None:
     only return it); a line per probe to ``log``."""
     from probes.evaluate import evaluate_encoder  # training never needs the probes
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root, datasets_root)
     check_modality(TrainConfig(**info["config"]), data.train)
     report = evaluate_encoder(encoder, data.train, data.eval, benchmark, probes=probes, cache_dir=cache_dir, log=log)
     train = info["train"]
@@ -351,14 +353,15 @@ def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | 
                   runs_dir: str | Path = "runs", recipe: str | None = None, data: BenchData | None = None,
                   progress: bool = True, probes: tuple[str, ...] | None = None,
                   data_root: str | None = None, cache_dir: str | None = None,
-                  imagenet_root: str | None = None, log: Callable[[str], None] | None = print) -> RunRecord | None:
+                  imagenet_root: str | None = None, datasets_root: str | None = None,
+                  log: Callable[[str], None] | None = print) -> RunRecord | None:
     """Train + probe + record (None on a process of rank > 0, which only trains); ``log`` gets the epoch lines
     (where no progress bar is drawn) and probe lines."""
     check_config(cfg)  # before any data is looked up
     if is_worker_rank(cfg.world_size):
         return train_run(cfg, benchmark, data=data, data_root=data_root, cache_dir=cache_dir,
-                         imagenet_root=imagenet_root)
-    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root)
+                         imagenet_root=imagenet_root, datasets_root=datasets_root)
+    data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root, datasets_root)
     run_dir = train_run(cfg, benchmark, runs_dir=runs_dir, recipe=recipe, data=data, results_dir=results_dir,
                         progress=progress, log=log)
     return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir,
@@ -369,8 +372,8 @@ def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | 
           recipe: str | None = None, probe: bool = True, results_dir: str | Path | None = None,
           runs_dir: str | Path = "runs", resume: str | Path | None = None, probes: tuple[str, ...] | None = None,
           progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
-          imagenet_root: str | None = None, log: Callable[[str], None] | None = print,
-          **overrides) -> RunRecord | Path | None:
+          imagenet_root: str | None = None, datasets_root: str | None = None,
+          log: Callable[[str], None] | None = print, **overrides) -> RunRecord | Path | None:
     """``bench.train``: train ``method`` on ``benchmark``'s train split (id or Benchmark; default imagenette64-v1)
     and, with ``probe``, score its frozen encoder into a run record (written under ``results_dir`` when given;
     ``bench run``); with ``probe=False`` return the run folder (``bench train``).
@@ -395,7 +398,8 @@ def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | 
     else:
         resolved = run_config(bench, method, recipe, **overrides)
         cfg, recipe = resolved.config, resolved.recipe
-    kw = dict(progress=progress, data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root, log=log)
+    kw = dict(progress=progress, data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root,
+              datasets_root=datasets_root, log=log)
     if probe and resume is None:
         return run_benchmark(cfg, bench, results_dir=results_dir, runs_dir=runs_dir, recipe=recipe, probes=probes,
                              **kw)
@@ -403,4 +407,4 @@ def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | 
     if not probe or run_dir is None:
         return run_dir
     return probe_run(run_dir, bench, results_dir=results_dir, probes=probes, data_root=data_root,
-                     cache_dir=cache_dir, imagenet_root=imagenet_root, log=log)
+                     cache_dir=cache_dir, imagenet_root=imagenet_root, datasets_root=datasets_root, log=log)

@@ -14,7 +14,8 @@ score columns, method rows (with display names) and optional cost columns::
     formats: [tex, md]
     output: tables/imagenette64       # + .tex / .md
 
-Cells are the leaderboard's numbers (``bench.leaderboard.leaderboard_from_results``, nothing re-aggregated):
+A suite id in ``benchmarks`` (e.g. ``transfer-v1``) gives a column group per dataset of the suite plus its mean and
+average rank (the suite leaderboard's, :mod:`bench.suite_leaderboard`). Cells are the leaderboard's numbers (``bench.leaderboard.leaderboard_from_results``, nothing re-aggregated):
 ``mean ± std`` over seeds (``mean`` alone for one seed, ``–`` when the method has no run on that benchmark);
 the best mean of every (benchmark, score) column is bold. Rows keep the spec's order."""
 
@@ -126,9 +127,19 @@ def load_table_spec(path: str | os.PathLike) -> TableSpec:
 
 
 def _leaderboards(spec: TableSpec, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """Each benchmark's leaderboard; a suite id gives one per benchmark of the suite plus its mean and average rank
+    (:func:`bench.suite_leaderboard.suite_boards`)."""
     from bench.benchmarks import get_benchmark  # unknown id: get_benchmark's ConfigError
+    from bench.benchmarks.suites import is_suite
     boards = {}
     for name in spec.benchmarks:
+        if is_suite(name):
+            from bench.suite_leaderboard import suite_boards, suite_leaderboard_from_results
+            board = suite_leaderboard_from_results(name, results)
+            if board.empty:
+                raise BenchError(f"no records of any {name} benchmark in {results} (table spec benchmarks)")
+            boards.update(suite_boards(board))
+            continue
         bench = get_benchmark(name)
         board, _, _ = leaderboard_from_results(bench, results)
         if board.empty:
@@ -171,7 +182,7 @@ def build_table(spec: TableSpec, results: str | os.PathLike | None = None) -> pd
             for stat in ("mean", "std"):
                 out[(bid, f"{s}_{stat}")] = [p[f"{s}_{stat}"] if p is not None else float("nan") for p in picked]
         for c in spec.columns:
-            out[(bid, c)] = [p[_COLUMN_SOURCE[c]] if p is not None else None for p in picked]
+            out[(bid, c)] = [p.get(_COLUMN_SOURCE[c]) if p is not None else None for p in picked]
     missing = [m for m, ok in found.items() if not ok]
     if missing:
         have = sorted({m for b in boards.values() for m in b["method"]})
@@ -181,6 +192,7 @@ def build_table(spec: TableSpec, results: str | os.PathLike | None = None) -> pd
                           + ", ".join(have))
     df = pd.DataFrame(out, index=[r.label for r in spec.methods])
     df.columns = pd.MultiIndex.from_tuples(df.columns)
+    df.attrs["lower_is_better"] = [bid for bid, board in boards.items() if board.attrs.get("lower_is_better")]
     return df
 
 
@@ -199,7 +211,7 @@ def _grid(df: pd.DataFrame, spec: TableSpec, cell) -> tuple[list[tuple[str, list
         groups.append((bid, [_label(s) for s in spec.scores] + [_label(c) for c in spec.columns]))
         for s in spec.scores:
             means, stds = df[(bid, f"{s}_mean")], df[(bid, f"{s}_std")]
-            best = means.max()
+            best = means.min() if bid in df.attrs.get("lower_is_better", ()) else means.max()  # ranks: 1 is best
             for cells, mean, std in zip(rows, means, stds):
                 cells.append(cell(fmt_pm(mean, std, digits=spec.digits), not pd.isna(mean) and mean == best))
         for c in spec.columns:

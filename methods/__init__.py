@@ -14,8 +14,9 @@ from bench.io import import_file
 from methods.base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES = ("methods.simclr", "methods.barlow_twins", "methods.dino", "methods.ibot", "methods.ijepa",
-                    "methods.vjepa", "methods.naive_siamese", "methods.random_init")
+_BUILTIN_MODULES = ("methods.simclr", "methods.barlow_twins", "methods.byol", "methods.mocov3", "methods.dino",
+                    "methods.ibot", "methods.ijepa", "methods.mae", "methods.vjepa", "methods.naive_siamese",
+                    "methods.random_init")
 ENTRY_POINT_GROUP = "ssl_bench.methods"
 
 
@@ -57,6 +58,13 @@ def validate_method_class(cls: object) -> None:
             raise PluginError(f"plugin {label}: training_loss must take exactly one argument (the list of views): training_loss(self, views)")
     if not isinstance(inspect.getattr_static(cls, "encoder", None), property):
         raise PluginError(f"plugin {label}: `encoder` must be a property returning the nn.Module to evaluate")
+
+
+def method_description(cls: type[Method]) -> str:
+    """One line for ``bench methods``: the first sentence of the class docstring, else of its module's."""
+    doc = cls.__doc__ or getattr(inspect.getmodule(cls), "__doc__", None) or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())  # the first paragraph, on one line
+    return first.split(". ")[0].rstrip(".:") + "." if first else ""
 
 
 def _load_builtins() -> None:

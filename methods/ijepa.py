@@ -30,16 +30,17 @@ from methods.masks import sample_ijepa_masks
 
 
 class Predictor(nn.Module):
-    """Narrow ViT: context tokens + mask tokens (carrying target positions) -> predicted target tokens."""
+    """Narrow ViT: context tokens + mask tokens (carrying target positions) -> predicted target tokens, of width
+    ``out_dim`` (default: ``embed_dim``, the encoder's; MAE's decoder predicts pixels, out_dim = 3 p^2)."""
 
-    def __init__(self, embed_dim: int, dim: int = 96, depth: int = 4, heads: int = 3):
+    def __init__(self, embed_dim: int, dim: int = 96, depth: int = 4, heads: int = 3, out_dim: int | None = None):
         super().__init__()
         self.embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.blocks = nn.ModuleList([Block(dim, heads, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, embed_dim)
+        self.out = nn.Linear(dim, out_dim or embed_dim)
         self.dim = dim
 
     def forward(self, ctx: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, pos: torch.Tensor):

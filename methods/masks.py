@@ -1,4 +1,5 @@
-"""Multi-block masks for I-JEPA / V-JEPA, sampled for a whole batch at once (no per-image loop).
+"""Masks for I-JEPA / V-JEPA (multi-block) and MAE (uniform random patches), sampled for a whole batch at once
+(no per-image loop).
 
 As in the official collator, block *sizes* are drawn once per batch (so every image keeps the
 same number of tokens and tensors stay rectangular) and block *positions* per image. ``generator=None``
@@ -76,6 +77,20 @@ def _random_subset(mask: torch.Tensor, k: int, generator: torch.Generator | None
     """(B, N) bool -> (B, k) sorted indices of k random True entries per row (every row has >= k)."""
     scores = torch.where(mask, torch.rand(mask.shape, generator=generator), torch.full(mask.shape, -1.0))
     return scores.topk(k, dim=1).indices.sort(1).values
+
+
+def sample_mae_masks(batch: int, n: int, mask_ratio: float, generator: torch.Generator | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAE's random masking: per image a uniform random subset of K = int(n * (1 - mask_ratio)) visible patches
+    (the official count). Returns ``visible_idx`` (B, K) sorted indices and ``mask`` (B, n) bool, True where a
+    patch is hidden (the loss reads those)."""
+    keep = int(n * (1 - mask_ratio))
+    if not 0 < keep < n:
+        raise ValueError(f"mask_ratio {mask_ratio} leaves {keep} of {n} patches visible: need at least one "
+                         "visible and one masked")
+    visible = _random_subset(torch.ones(batch, n, dtype=torch.bool), keep, generator)
+    mask = torch.ones(batch, n, dtype=torch.bool).scatter_(1, visible, False)
+    return visible, mask
 
 
 def sample_vjepa_masks(batch: int, grid: tuple[int, int, int], generator: torch.Generator | None, *,

@@ -77,7 +77,7 @@ class AttentiveGrid:
 def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs=(3e-3, 1e-2, 3e-2),
                     wds=(1e-2, 1e-1), heads: int = 4, epochs: int = 20, batch_size: int = 256,
                     holdout_frac: float = 0.1, seed: int = 0, num_classes: int | None = None,
-                    device=None, standardize: bool = False) -> ProbeResult:
+                    device=None, standardize: bool = False, holdout: torch.Tensor | None = None) -> ProbeResult:
     """Select (lr, wd) on a hold-out of train, refit the chosen probe on all of train, score test once.
     ``standardize``: first z-score every channel with the mean / std of the train tokens (never the test's)."""
     if standardize:
@@ -86,7 +86,7 @@ def attentive_probe(train_tokens, train_labels, test_tokens, test_labels, *, lrs
         train_tokens, test_tokens = (train_tokens - mean) / std, (test_tokens - mean) / std
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_classes = num_classes or int(train_labels.max()) + 1
-    fit, hold = holdout_split(train_labels, holdout_frac, seed)
+    fit, hold = holdout_split(train_labels, holdout_frac, seed, holdout)
     points = [(lr, wd) for lr in lrs for wd in wds]
     grid_model = AttentiveGrid(train_tokens.shape[-1], num_classes, heads, [p[0] for p in points],
                                [p[1] for p in points], device, seed)

@@ -20,7 +20,8 @@ PROBES = ("knn", "linear", "attentive", *LOWSHOT_PROBES)
 def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, device=None,
                      cache_dir=None, log: Callable[[str], None] | None = print) -> dict:
     """Features of both splits (cached), then each probe: hyper-parameters selected on a hold-out of
-    train, chosen probe refit on all train and scored once on ``test``. ``train``/``test`` are
+    train (the rows ``train.holdout`` names, where the dataset defines them), chosen probe refit on all train and
+    scored once on ``test``. ``train``/``test`` are
     ``bench.data.ImageData`` (or ``ClipData``: clips, pooled clip features for k-NN / linear, all tubelet
     tokens for the attentive probe); ``protocol`` a ``bench.benchmarks.Benchmark``. ``log`` gets a line when
     feature extraction starts and ends and one per probe as it finishes (``None``: silent)."""
@@ -40,7 +41,9 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     te = extract_features(encoder, test.images, data_key=f"{test.split}:{test.fingerprint}", **kw)
     times["features"] = time.perf_counter() - start
     log(f"features: {te.shape[-1]}-d, {times['features']:.0f}s")
-    common = dict(holdout_frac=protocol.holdout_frac, seed=protocol.split_seed, num_classes=len(train.classes))
+    # a dataset's own selection rows (bench.data.torchvision_sets: val inside train + val) replace the random hold-out
+    common = dict(holdout_frac=protocol.holdout_frac, seed=protocol.split_seed, num_classes=len(train.classes),
+                  holdout=getattr(train, "holdout", None))
     report: dict = {"scores": {}, "selected": {}, "holdout": {}, "probe_time_s": times}
     tr_tok = te_tok = None
     for name in probes:

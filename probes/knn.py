@@ -104,11 +104,11 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_fe
 
 def knn_probe(train_feats, train_labels, test_feats, test_labels, *, ks=(10, 20, 50, 100, 200),
               temperatures=(0.01, 0.02, 0.05, 0.1), holdout_frac: float = 0.1, seed: int = 0,
-              num_classes: int | None = None) -> ProbeResult:
-    """Select (k, T) on a hold-out of train (one faiss search for the whole grid), then score the
+              num_classes: int | None = None, holdout: torch.Tensor | None = None) -> ProbeResult:
+    """Select (k, T) on a hold-out of train (``holdout``: these rows; one faiss search for the whole grid), then score the
     chosen k-NN over all of train on the test split once."""
     num_classes = num_classes or int(train_labels.max()) + 1
-    fit, hold = holdout_split(train_labels, holdout_frac, seed)
+    fit, hold = holdout_split(train_labels, holdout_frac, seed, holdout)
     sims, idx = knn_search(train_feats[fit], train_feats[hold], max(ks))
     grid = {}
     for k in ks:

@@ -70,12 +70,13 @@ def _standardise(fit: torch.Tensor, *others: torch.Tensor):
 
 def linear_probe(train_feats, train_labels, test_feats, test_labels, *, lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
                  wds=(0.0, 1e-3, 1e-2, 1e-1), epochs: int = 30, batch_size: int = 256, holdout_frac: float = 0.1,
-                 seed: int = 0, num_classes: int | None = None, device=None) -> ProbeResult:
-    """Select (lr, wd) on a hold-out of train, refit the chosen probe on all train, score test once."""
+                 seed: int = 0, num_classes: int | None = None, device=None, holdout: torch.Tensor | None = None) -> ProbeResult:
+    """Select (lr, wd) on a hold-out of train (``holdout``: these rows), refit the chosen probe on all train, score
+    test once."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_classes = num_classes or int(train_labels.max()) + 1
     x, y = train_feats.float().to(device), train_labels.to(device)
-    fit, hold = holdout_split(train_labels, holdout_frac, seed)
+    fit, hold = holdout_split(train_labels, holdout_frac, seed, holdout)
     fit, hold = fit.to(device), hold.to(device)
     points = [(lr, wd) for lr in lrs for wd in wds]
     xf, xh = _standardise(x[fit], x[hold])

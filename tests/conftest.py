@@ -65,3 +65,23 @@ def cli_args(tiny_folder):
         return ["--data", f"imagefolder:{tiny_folder}", "--cache-dir", str(base / "cache"),
                 "--runs-dir", str(base / "runs"), "--batch-size", "16", "--stem", "imagenet", "--no-progress"]
     return args
+
+
+@pytest.fixture
+def train_steps():
+    """``train_steps(method, views, steps, lr=2e-3)``: that many AdamW steps of ``method.training_loss(views)``
+    on the same views (torch seeded with the step number first, as the trainer seeds each step; the method's
+    ``on_step_end`` after each); returns the losses."""
+    def run(method, views, steps: int, lr: float = 2e-3) -> list[float]:
+        opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=lr)
+        losses = []
+        for step in range(steps):
+            torch.manual_seed(step)
+            loss = method.training_loss(views)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            method.on_step_end(step, steps)
+            losses.append(loss.item())
+        return losses
+    return run

@@ -177,7 +177,7 @@ def _interrupted_run(tmp: Path, ckpt_bytes: bytes | None = None, obj=None) -> li
     return ["train", "--resume", str(run), "--cache-dir", str(tmp / "cache"), "--no-progress", *_data(tmp)]
 
 
-def _eval(tmp: Path, weights=None, *extra: str, model: str = "timm:resnet18") -> list[str]:
+def _eval_weights(tmp: Path, weights=None, *extra: str, model: str = "timm:resnet18") -> list[str]:
     """``bench eval --model MODEL --weights tmp/w.pth``; ``weights``: bytes written as the file, an object
     torch.save'd, or None (no file)."""
     path = tmp / "w.pth"
@@ -199,6 +199,29 @@ def _vit_state() -> dict:
     import timm
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
                              depth=1, embed_dim=48, num_heads=2).state_dict()
+
+
+def _encoder_file(tmp: Path) -> str:
+    path = tmp / "enc.py"
+    path.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
+                    "torch.nn.Flatten())\n")
+    return f"{path}:make"
+
+
+def _eval(tmp: Path, *extra: str) -> list[str]:
+    return ["eval", "--model", _encoder_file(tmp), "--results", str(tmp / "results"), "--cache-dir",
+            str(tmp / "cache"), *extra]
+
+
+def no_datasets_root(tmp, monkeypatch):
+    monkeypatch.delenv("BENCH_DATASETS_ROOT", raising=False)
+    return _eval(tmp, "--benchmark", "cifar10-v1")
+
+
+def incomplete_cifar(tmp):
+    (tmp / "tv" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp / "tv" / "cifar-10-batches-py" / "batches.meta").write_bytes(b"x")
+    return _eval(tmp, "--benchmark", "cifar10-v1", "--datasets-root", str(tmp / "tv"))
 
 
 CASES = {
@@ -223,6 +246,11 @@ CASES = {
                             "does not exist"),
     "missing data root": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette64-v1",
                                          "--data-root", str(t / "nowhere")), "nowhere"),
+    "no decode workers": (lambda t: _run(t, "--method", "simclr", "--decode-workers", "0"), "--decode-workers must be"),
+    "cache verify of a missing folder": (lambda t: ["cache", "verify", "--cache-dir", str(t / "nocache")],
+                                         "nocache does not exist"),
+    "perf --cache-rows not a pair": (lambda t: ["perf", "--only", "data", "--cache-rows", "100",
+                                                "--out", str(t / "p.json")], "--cache-rows expects two whole numbers"),
     "corrupt image": (corrupt_image, "1.png: not a readable image file"),
     "empty class folder": (empty_class, "c_empty"),
     "missing val split": (no_val_split, "val"),
@@ -243,20 +271,34 @@ CASES = {
     "resume a missing run": (lambda t: ["train", "--resume", str(t / "no-run")], "no-run"),
     "leaderboard without records": (lambda t: ["leaderboard", "imagenette-mini-v1", "--results", str(t / "none")],
                                     "no records"),
-    "eval: weights file missing": (lambda t: _eval(t), "w.pth does not exist"),
-    "eval: weights not a checkpoint": (lambda t: _eval(t, b"not a checkpoint"), "w.pth is not a PyTorch checkpoint"),
-    "eval: weights with pickled code": (lambda t: _eval(t, {"state_dict": {"x": _Evil(t / "pwned")}}),
+    "eval: weights file missing": (lambda t: _eval_weights(t), "w.pth does not exist"),
+    "eval: weights not a checkpoint": (lambda t: _eval_weights(t, b"not a checkpoint"),
+                                       "w.pth is not a PyTorch checkpoint"),
+    "eval: weights with pickled code": (lambda t: _eval_weights(t, {"state_dict": {"x": _Evil(t / "pwned")}}),
                                         "holds pickled objects other than tensors and plain data"),
-    "eval: weights of another architecture": (lambda t: _eval(t, _vit_state()),
+    "eval: weights of another architecture": (lambda t: _eval_weights(t, _vit_state()),
                                               "no key of the checkpoint matches the model"),
-    "eval: wrong --weights-prefix": (lambda t: _eval(t, _resnet18_state(prefix="backbone."), "--weights-prefix",
-                                                     "module."), "no key of the checkpoint starts with --weights-prefix"),
-    "eval: weights missing an encoder key": (lambda t: _eval(t, _resnet18_state(drop="layer4.1.bn2.bias")),
+    "eval: wrong --weights-prefix": (lambda t: _eval_weights(t, _resnet18_state(prefix="backbone."),
+                                                             "--weights-prefix", "module."),
+                                     "no key of the checkpoint starts with --weights-prefix"),
+    "eval: weights missing an encoder key": (lambda t: _eval_weights(t, _resnet18_state(drop="layer4.1.bn2.bias")),
                                              "1 encoder key(s) missing from"),
-    "eval: unknown model": (lambda t: _eval(t, model="timm:resnet19"), "timm has no model 'resnet19'"),
-    "eval: --readout last4 on a CNN": (lambda t: _eval(t, _resnet18_state(), "--readout", "last4"),
+    "eval: unknown model": (lambda t: _eval_weights(t, model="timm:resnet19"), "timm has no model 'resnet19'"),
+    "eval: --readout last4 on a CNN": (lambda t: _eval_weights(t, _resnet18_state(), "--readout", "last4"),
                                        "--readout last4 needs a ViT"),
     "eval: a run folder with --weights": (lambda t: ["eval", str(t), "--weights", "w.pth"], "go with --model"),
+    "transfer dataset not under the datasets root": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--datasets-root",
+                                                                     str(t)), "dtd/dtd/images"),
+    "incomplete CIFAR-10 folder": (incomplete_cifar, "cifar-10-batches-py/data_batch_1 and 5 more"),
+    "no datasets root": (no_datasets_root, "no datasets root is set; pass --datasets-root"),
+    "unknown torchvision dataset": (lambda t: _eval(t, "--data", "tv:cifar11"), "did you mean 'cifar10'?"),
+    "suite with datasets missing": (lambda t: _eval(t, "--suite", "transfer-small-v1", "--datasets-root", str(t)),
+                                    "suite transfer-small-v1 lacks 6 of its 6 datasets (flowers102-v1"),
+    "unknown suite": (lambda t: _eval(t, "--suite", "transfr-v1"), "unknown suite 'transfr-v1'"),
+    "--allow-missing without --suite": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--allow-missing"),
+                                        "--allow-missing goes with --suite"),
+    "suite leaderboard without records": (lambda t: ["leaderboard", "transfer-v1", "--results", str(t / "none")],
+                                          "no records of any transfer-v1 benchmark"),
 }
 
 

@@ -41,3 +41,29 @@ def test_mixed_sizes_are_resized_to_the_smallest_short_side(tmp_path):
         Image.fromarray(np.full((h, w, 3), 100, np.uint8)).save(tmp_path / "train" / cls / "0.png")
     data = load_imagefolder(tmp_path / "train", cache_dir=tmp_path / "cache")
     assert tuple(data.images.shape) == (3, 3, 30, 30) and int(data.images.float().mean().round()) == 100
+
+
+def _photo_tree(root, classes=3, per_class=5, size=(120, 90)):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.jpg")
+    return root
+
+
+def test_parallel_decode_gives_the_same_rows_and_fingerprint_as_one_process(tmp_path):
+    split = _photo_tree(tmp_path / "train")
+    one = load_imagefolder(split, size=24, cache_dir=tmp_path / "c1", decode_workers=1)
+    two = load_imagefolder(split, size=24, cache_dir=tmp_path / "c2", decode_workers=2)
+    assert one.images.shape == (15, 3, 24, 24) and one.images.float().std() > 10
+    assert np.array_equal(one.images.numpy(), two.images.numpy()) and one.fingerprint == two.fingerprint
+    assert one.labels.tolist() == two.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+
+
+def test_a_corrupt_file_in_a_worker_process_is_one_data_error_naming_it(tmp_path):
+    split = _photo_tree(tmp_path / "train")
+    (split / "c1" / "3.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"c1/3.jpg: not a readable image file") as info:
+        load_imagefolder(split, size=24, cache_dir=tmp_path / "c", decode_workers=2)
+    assert "\n" not in str(info.value) and not list((tmp_path / "c" / "images").glob("*.npy*"))

@@ -189,7 +189,7 @@ def _cross_view_agreement(m, views):
 
 
 @pytest.mark.slow
-def test_dino_learns_cross_view_agreement_without_collapsing():
+def test_dino_learns_cross_view_agreement_without_collapsing(train_steps):
     """30 AdamW steps (~10 s) on one fixed multi-crop batch of 16 smooth images with the recipe's head (BatchNorm,
     free last-layer gain): the loss falls, the student's prediction on one view matches the teacher's on another
     view of the *same* image far better than on other images (the gap grows) - and the teacher still spreads the
@@ -202,16 +202,8 @@ def test_dino_learns_cross_view_agreement_without_collapsing():
     images = (F.interpolate(torch.rand(16, 3, 4, 4, generator=g), size=32, mode="bilinear") * 255).to(torch.uint8)
     views = ViewAugmenter(m.views, 32)(images)
     same0, other0, _ = _cross_view_agreement(m, views)
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-3)
     teacher0 = m.teacher.module[0].model.patch_embed.proj.weight.clone()
-    losses = []
-    for step in range(30):
-        loss = m.training_loss(views)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        m.on_step_end(step, 30)
-        losses.append(loss.item())
+    losses = train_steps(m, views, 30)
     same, other, prototypes = _cross_view_agreement(m, views)
     assert sum(losses[-5:]) / 5 < 0.8 * losses[0]
     assert other - same > (other0 - same0) + 0.3, (same0, other0, same, other)

@@ -112,27 +112,30 @@ def test_jepa_anti_collapse_terms_add_to_the_loss_and_are_off_by_default(video):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("video", [False, True])
-def test_jepa_masks_follow_the_run_seed(video, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["ijepa", "vjepa", "mae"])
+def test_masks_follow_the_run_seed(kind, tmp_path, monkeypatch):
     """The trainer seeds every step from (run seed, step): the same run seed replays the same masks, another run
-    seed draws other masks (before, every run seed shared one mask sequence)."""
+    seed draws other masks (before, every run seed shared one mask sequence). I-JEPA, V-JEPA and MAE alike."""
     import methods.ijepa
+    import methods.mae
     import methods.vjepa
     from bench.config import TrainConfig
     from bench.trainer import fit
     from methods.ijepa import IJEPA
+    from methods.mae import MAE
     from methods.vjepa import VJEPA
     from bench.backbones import create_backbone
 
-    module = methods.vjepa if video else methods.ijepa
-    name = "sample_vjepa_masks" if video else "sample_ijepa_masks"
+    video = kind == "vjepa"
+    module = {"ijepa": methods.ijepa, "vjepa": methods.vjepa, "mae": methods.mae}[kind]
+    name = {"ijepa": "sample_ijepa_masks", "vjepa": "sample_vjepa_masks", "mae": "sample_mae_masks"}[kind]
     drawn: list[torch.Tensor] = []
     real = getattr(module, name)
 
     def recording(*args, **kw):
-        ctx, tgt = real(*args, **kw)
-        drawn.append(tgt.clone())
-        return ctx, tgt
+        first, second = real(*args, **kw)  # (context, targets) or MAE's (visible, mask)
+        drawn.append(second.clone())
+        return first, second
     monkeypatch.setattr(module, name, recording)
     g = torch.Generator().manual_seed(0)
     shape = (16, 4, 3, 16, 16) if video else (16, 3, 32, 32)
@@ -146,7 +149,7 @@ def test_jepa_masks_follow_the_run_seed(video, tmp_path, monkeypatch):
             method = VJEPA(backbone, pred_depth=1, short_range=(2, 0.15), long_range=(1, 0.5))
         else:
             backbone = create_backbone("vit_tiny", 32, patch_size=8, depth=1, class_token=False, global_pool="avg")
-            method = IJEPA(backbone, pred_depth=1)
+            method = IJEPA(backbone, pred_depth=1) if kind == "ijepa" else MAE(backbone, decoder_depth=1)
         cfg = TrainConfig(method=method.name, backbone="video_vit_tiny" if video else "vit_tiny",
                           img_size=16 if video else 32, epochs=1, batch_size=8, optimizer="adamw", lr=1e-4,
                           seed=seed, precision="32-true", online_probe=False)

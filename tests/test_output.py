@@ -40,12 +40,16 @@ def test_benchmarks_and_methods_print_whole_rows(capsys):
         row = next(line for line in lines if line.startswith(b.id + " "))  # the whole id, not `imagenette-mi...`
         assert row.endswith(b.description) and "…" not in row
         assert (f"{b.id} (superseded by {b.superseded_by})" in row) is bool(b.superseded_by)
-    assert len(lines) == 1 + len(available_benchmarks())  # one line per benchmark, nothing wrapped
+    from bench.benchmarks.suites import available_suites
+    n = 1 + len(available_benchmarks())  # one line per benchmark, nothing wrapped; then the suites' table
+    assert lines[n].startswith("suites (") and lines[n + 1].split()[:3] == ["suite", "benchmarks", "aggregates"]
+    assert [line.split()[0] for line in lines[n + 2:]] == [s.id for s in available_suites()]
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + len(available_methods())
-    assert all(re.match(rf"{re.escape(n)} +\d+ +(yes|no \(baseline\)) +{re.escape(c.__module__)}$", line)
-               for line, (n, c) in zip(lines[1:], available_methods().items()))
+    assert lines[0].split() == ["method", "views", "trainable", "defined", "in", "description"]
+    assert all(re.match(rf"{re.escape(n)} +\d+ +(yes|no \(baseline\)) +{re.escape(c.__module__)} +\S.*[^…]$", line)
+               for line, (n, c) in zip(lines[1:], available_methods().items()))  # the description, never cut
 
 
 def test_plain_table_aligns_columns_and_keeps_long_cells(capsys):

@@ -10,9 +10,10 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from bench.benchmarks.transfer import TRANSFER_BENCHMARKS
 from bench.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks",
+__all__ = ["BENCHMARKS", "DEFAULT_BENCHMARK", "Benchmark", "adhoc_benchmark", "available_benchmarks", "latest_version",
            "benchmark_for", "check_records", "get_benchmark"]
 
 #: what a run without --benchmark is scored on (and, for image --data, whose protocol it takes)
@@ -23,7 +24,8 @@ DEFAULT_BENCHMARK = "imagenette64-v1"
 _NON_PROTOCOL = {"description", "superseded_by", "data_fingerprint", "budget"}
 #: protocol fields added after benchmarks were published: hashed only when set (not at their default), so the
 #: spec_hash of every image benchmark, and of the records made with it, stays what it was
-_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": (), "attentive_standardize": False}
+_HASHED_IF_SET = {"frames": 0, "frame_stride": 1, "label": None, "extra_labels": (), "attentive_standardize": False,
+                  "upsample": False}
 
 
 class Benchmark(BaseModel):
@@ -69,6 +71,9 @@ class Benchmark(BaseModel):
     label: str | None = None
     #: more label columns, each scored by the same probes as ``<column>_<probe>_top1`` (not the headline)
     extra_labels: tuple[str, ...] = ()
+    #: images smaller than the evaluation crop are upsampled to it (the transfer protocol for CIFAR's 32 px) instead
+    #: of being refused
+    upsample: bool = False
 
     @property
     def is_video(self) -> bool:
@@ -140,6 +145,9 @@ _DEFINED = [
                           "what the tokens differ in)."),
 ]
 
+# one per transfer dataset (tv: specs read through torchvision.datasets); the suites list them (bench.benchmarks.suites)
+_DEFINED += [Benchmark(**spec) for spec in TRANSFER_BENCHMARKS]
+
 #: benchmark id (NAME-vN) -> spec
 BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in _DEFINED}
 
@@ -149,13 +157,19 @@ def available_benchmarks() -> list[Benchmark]:
     return [BENCHMARKS[k] for k in sorted(BENCHMARKS)]
 
 
+def latest_version(registry: dict, name: str):
+    """``registry[name]`` for an id ``NAME-vN``, else the highest version of the entries named ``name``, else None
+    (benchmarks and suites, :mod:`bench.benchmarks.suites`)."""
+    if name in registry:
+        return registry[name]
+    return max((e for e in registry.values() if e.name == name), key=lambda e: e.version, default=None)
+
+
 def get_benchmark(name: str) -> Benchmark:
     """``NAME-vN`` exactly, or a bare ``NAME`` for its latest version."""
-    if name in BENCHMARKS:
-        return BENCHMARKS[name]
-    versions = [b for b in BENCHMARKS.values() if b.name == name]
-    if versions:
-        return max(versions, key=lambda b: b.version)
+    found = latest_version(BENCHMARKS, name)
+    if found is not None:
+        return found
     known = sorted(BENCHMARKS) + sorted({b.name for b in BENCHMARKS.values()})
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -16,6 +16,9 @@ A dataset spec is a string:
   subsets read from a local ImageNet root (``--imagenet-root`` / ``$BENCH_IMAGENET_ROOT``); see
   :mod:`bench.data.imagenet`.
 - ``hf:NAME[:CONFIG]`` / ``hf:PATH``: a Hugging Face dataset, loaded offline; see :mod:`bench.data.hf`.
+- ``tv:NAME[:ROOT]``: a transfer dataset (CIFAR-10, Flowers-102, DTD, ...) read from a local copy through
+  ``torchvision.datasets`` (ROOT default: ``datasets_root``, the CLI's ``--datasets-root`` /
+  ``$BENCH_DATASETS_ROOT``); see :mod:`bench.data.torchvision_sets`.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def dataset_root(spec: str, data_root: str | Path | None = None, imagenet_root: 
         close = difflib.get_close_matches(spec, list(DATASETS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DataError(f"unknown dataset {spec!r}{hint}; known: {', '.join(DATASETS)}, imagefolder:PATH, "
-                        f"imagenet:WNID_LIST, videofolder:PATH or hf:NAME")
+                        f"imagenet:WNID_LIST, videofolder:PATH, hf:NAME or tv:NAME")
     if DATASETS[spec][0] == "imagenet-root":
         from bench.data.imagenet import resolve_imagenet_root
         return resolve_imagenet_root(imagenet_root, spec=spec)
@@ -134,16 +137,21 @@ def how_to_get(spec: str, data_root: str | Path | None = None) -> str:
 def load_split(spec: str, split: str, size: int | None = None, data_root: str | Path | None = None,
                cache_dir: str | Path | None = None, progress: bool = False,
                imagenet_root: str | Path | None = None, *, frames: int = 0, stride: int = 1,
-               label: str | None = None) -> ImageData:
+               label: str | None = None, datasets_root: str | Path | None = None) -> ImageData:
     """Load one split of a dataset spec as uint8 (N, 3, S, S), decoding only on first use. Video specs
     (:func:`is_video_spec`) give ClipData with clips (N, frames, 3, size, size); ``label`` picks the label
-    column of multi-label datasets (moving-shapes: ``direction`` | ``shape``)."""
+    column of multi-label datasets (moving-shapes: ``direction`` | ``shape``); ``datasets_root``: the default ROOT
+    of ``tv:`` specs."""
     if is_video_spec(spec):
         return _load_video_split(spec, split, size=size, frames=frames, stride=stride, label=label,
                                  cache_dir=cache_dir, progress=progress)
     if spec.startswith("hf:"):
         from bench.data.hf import load_hf_split
         return load_hf_split(spec, split, size=size, cache_dir=cache_dir or default_cache_dir(), progress=progress)
+    if spec.startswith("tv:"):
+        from bench.data.torchvision_sets import load_tv_split
+        return load_tv_split(spec, split, size=size, datasets_root=datasets_root,
+                             cache_dir=cache_dir or default_cache_dir(), progress=progress)
     if is_imagenet_spec(spec):
         from bench.data.imagenet import load_imagenet_split
         return load_imagenet_split(spec, split, size=size, imagenet_root=imagenet_root,

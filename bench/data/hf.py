@@ -173,7 +173,7 @@ def _decode_all(ds, image: str, labels: list[int], size: int | None, out_path: P
     def fill(arr: np.ndarray) -> str:
         fp, i = hashlib.sha256(), 0
         batches = progress_iter(raw.iter(batch_size=256), f"decoding {spec} {split}", progress,
-                                total=-(-len(ds) // 256))
+                                total=-(-len(ds) // 256), unit="batch")
         for batch in batches:
             for item in batch[image]:
                 where, data = encoded(i, item)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bench.data.cache import files_cache_key, load_cached, progress_iter, write_npy
+from bench.data.cache import files_cache_key, load_cached, write_npy
+from bench.data.parallel import ordered_map
 from bench.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -157,28 +158,39 @@ def _short_side(path: Path) -> int:
         raise DataError(f"cannot decode image {path}: {why}; fix or remove the file") from None
 
 
-def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool) -> str:
+def _decode_one(job: tuple[Path, str, str | None, int]) -> tuple[torch.Tensor, str]:
+    """One file -> (uint8 (3, side, side), sha256 of its bytes); ``job`` is (path, manifest key, expected sha256
+    or None when there is no manifest, side). Runs in a decode worker process."""
+    path, key, expected, side = job
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if key:
+        if expected is None:
+            raise DataError(f"{path} is not listed in {path.parents[2] / 'MANIFEST.tsv'}")
+        if expected != digest:
+            raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
+    return resize_center(decode_image(path, data), side), digest
+
+
+def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool,
+                workers: int | None = None) -> str:
     """Decode every file into a new .npy at out_path; returns the fingerprint. Without ``size`` every image is
-    resized (short side) and centre-cropped to the smallest short side in the folder (read from the headers)."""
+    resized (short side) and centre-cropped to the smallest short side in the folder (read from the headers).
+    ``workers`` processes decode (default: :func:`bench.data.parallel.decode_workers`); the rows and the
+    fingerprint do not depend on their number."""
     side = size or min(_short_side(split_dir / rel) for rel, _ in files)
+    jobs = [(split_dir / rel, f"{split}/{rel}" if manifest is not None else "",
+             manifest.get(f"{split}/{rel}") if manifest is not None else None, side) for rel, _ in files]
 
     def fill(arr: np.ndarray) -> str:
         digests = []
-        for i, (rel, _) in enumerate(progress_iter(files, f"decoding {split_dir}", progress)):
-            path = split_dir / rel
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
-            digest = hashlib.sha256(data).hexdigest()
-            if manifest is not None:
-                expected = manifest.get(f"{split}/{rel}")
-                if expected is None:
-                    raise DataError(f"{path} is not listed in {split_dir.parent / 'MANIFEST.tsv'}")
-                if expected != digest:
-                    raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
-            img = decode_image(path, data)
-            arr[i] = resize_center(img, side).numpy()
+        decoded = ordered_map(_decode_one, jobs, workers=workers, description=f"decoding {split_dir}",
+                              progress=progress)
+        for i, ((rel, _), (img, digest)) in enumerate(zip(files, decoded)):
+            arr[i] = img.numpy()
             digests.append((rel, digest))
         return split_fingerprint(digests)
 
@@ -187,8 +199,9 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
 
 def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_dir: str | Path,
                      spec: str = "", split: str = "", check_manifest: bool = True,
-                     progress: bool = False) -> ImageData:
-    """Decode (once) and memory-map ``split_dir/<class>/<image>``; see the module docstring."""
+                     progress: bool = False, decode_workers: int | None = None) -> ImageData:
+    """Decode (once) and memory-map ``split_dir/<class>/<image>``; see the module docstring. ``decode_workers``:
+    processes that decode a split not yet cached (default :func:`bench.data.parallel.decode_workers`)."""
     split_dir = Path(split_dir)
     classes, files = scan_imagefolder(split_dir)
     if check_manifest:
@@ -204,7 +217,7 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
     images, meta = load_cached(
         cache_dir, "image", _cache_key(split_dir, files, size),
         {"root": str(split_dir.resolve()), "n": len(files), "classes": classes},
-        lambda npy: _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress))
+        lambda npy: _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress, decode_workers))
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     return ImageData(images=images, labels=labels, classes=classes,
                      fingerprint=meta["fingerprint"], spec=spec or f"imagefolder:{split_dir.parent}",

@@ -4,7 +4,16 @@
     20-probe linear grid    <= 2.5 x the time of one probe
     faiss k-NN              faster than brute-force torch k-NN (50k x 50k, 384-d)
 
-plus the data pipeline's throughput alone. A benchmark, not a test: numbers depend on the machine and on
+the harness's step against a conventional pipeline (``--only pipeline``: torchvision ImageFolder + per-sample
+transforms in DataLoader workers, same model, batch, precision and augmentations; see :mod:`bench.perf.pipeline`):
+
+    harness step                     >= 1.2 x the conventional pipeline's images/s
+
+plus the data path alone (``--only data``: decode images/s with 1 and N worker processes, cached-split load time
+against its size, the uint8 -> views throughput; see :mod:`bench.perf.data_path`):
+
+    decode with one worker per core  > 1.2 x one worker
+    opening an 8x larger cached split <= 2 x the time (flat in the size) A benchmark, not a test: numbers depend on the machine and on
 whatever else runs on it (the report keeps the load average before and after).
 """
 
@@ -21,13 +30,16 @@ from bench.perf.measure import QUICK, PerfOptions
 
 __all__ = ["PerfOptions", "QUICK", "SECTIONS", "TARGETS", "run_perf", "perf_table", "write_report"]
 
-SECTIONS = ("train", "data", "probe", "knn")
+SECTIONS = ("train", "data", "pipeline", "probe", "knn")
 
 #: ratio name -> (section, key, comparison, bound)
 TARGETS = {
     "harness_vs_bare": ("train", "harness_vs_bare", ">=", 0.95),
     "grid20_vs_grid1": ("probe", "grid20_vs_grid1", "<=", 2.5),
     "faiss_speedup": ("knn", "faiss_speedup", ">", 1.0),
+    "harness_vs_conventional": ("pipeline", "harness_vs_conventional", ">=", 1.2),
+    "decode_speedup": ("data", "decode_speedup", ">", 1.2),
+    "load_large_vs_small": ("data", "load_large_vs_small", "<=", 2.0),
 }
 
 
@@ -51,7 +63,7 @@ def _env() -> dict:
 
 def run_perf(opts: PerfOptions | None = None, sections=SECTIONS, log=print) -> dict:
     """Run the chosen sections; returns the report (options, environment, per-section numbers, ratios)."""
-    from bench.perf import measure
+    from bench.perf import data_path, measure, pipeline
     opts = opts or PerfOptions()
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -59,7 +71,8 @@ def run_perf(opts: PerfOptions | None = None, sections=SECTIONS, log=print) -> d
         raise ConfigError(f"unknown perf section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     report: dict = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "options": asdict(opts),
                     "env": _env(), "loadavg_start": _loadavg()}
-    runners = {"train": measure.train_step, "data": measure.data_pipeline, "probe": measure.linear_grid,
+    runners = {"train": measure.train_step, "data": data_path.data_section,
+               "pipeline": pipeline.pipeline_section, "probe": measure.linear_grid,
                "knn": measure.knn}
     start = time.perf_counter()
     for name in SECTIONS:
@@ -99,6 +112,26 @@ def perf_table(report: dict) -> dict:
         d = report["data"]
         rows.append(("data pipeline", f"{d['images_per_s']:.0f} img/s",
                      f"{d['views_per_s']:.0f} views/s (uint8 -> {d['views_per_image']} kornia views)"))
+        dec = d["decode"]
+        for w in dec["workers"]:
+            rows.append((f"decode, {w} worker{'s' if w > 1 else ''}", f"{dec['images_per_s'][str(w)]:.0f} img/s",
+                         f"{dec['images']} JPEGs 500x375 ({dec['jpeg_kb']:.0f} kB) -> {dec['size']} px cache"
+                         + ("" if w == 1 else f"; rows identical: {dec['identical_rows']}")))
+        for e in d["cache_load"]["entries"]:
+            rows.append((f"open cached split, {e['mib']:.0f} MiB", f"{1000 * e['load_s']:.1f} ms",
+                         f"{e['rows']} rows; a whole-file sha256 takes {1000 * e['full_sha256_s']:.0f} ms"))
+    if "pipeline" in report:
+        p = report["pipeline"]
+        what = f"{p['method']} {p['backbone']} {p['img_size']}px from {p['source_px']}px JPEGs, batch {p['batch_size']}"
+        rows.append(("harness step (uint8 cache)", f"{p['harness_images_per_s']:.1f} img/s",
+                     f"{p['harness_step_ms']:.0f} ms/step; {what}; batched augmentation "
+                     f"{p['profile']['augment_ms_per_batch']:.0f} ms/batch"))
+        rows.append(("conventional pipeline", f"{p['conventional_images_per_s']:.1f} img/s",
+                     f"{p['conventional_step_ms']:.0f} ms/step; ImageFolder + per-sample v2 transforms, "
+                     f"{p['conventional_workers']} workers"))
+        c = p["cpu_s_per_image"]
+        rows.append(("CPU time per image", f"{1000 * c['harness']:.0f} / {1000 * c['conventional']:.0f} ms",
+                     "harness / conventional, workers included (the work done, whatever share of busy cores each got)"))
     if "probe" in report:
         p = report["probe"]
         rows.append(("linear probe, 1 member", f"{p['grid1_s']:.2f} s",

@@ -36,6 +36,10 @@ class PerfOptions:
     repeats: int = 1                # harness and bare loop alternate this many times; the best of each is kept
     progress_bar: bool = False      # time the harness with its progress bar (what `bench train` shows)
     data_batches: int = 20
+    decode_images: int = 200        # synthetic 500 x 375 JPEGs decoded by the data section
+    decode_size: int = 256          # ... into a cache at this size (ImageNet's)
+    cache_rows: tuple[int, int] = (2_000, 16_000)  # two cached splits (3 x 64 x 64 rows) whose load times are compared
+    pipeline_source_px: int = 64    # side of the JPEGs both pipelines of the pipeline section read (imagenette64's)
     probe_samples: int = 10_000
     probe_dim: int = 512
     probe_classes: int = 10
@@ -50,7 +54,7 @@ class PerfOptions:
 
 #: ``bench perf --quick``: about a minute on 2 CPU cores
 QUICK = dict(batch_size=64, warmup=2, steps=4, data_batches=5, probe_samples=2_000, probe_epochs=2,
-             knn_train=5_000, knn_queries=5_000)
+             knn_train=5_000, knn_queries=5_000, decode_images=48, cache_rows=(1_000, 8_000))
 
 
 def _device() -> torch.device:
@@ -105,8 +109,10 @@ def _harness(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     return StepTimer.end - StepTimer.start
 
 
-def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
-    """The same step without Lightning: augment, loss, backward, optimiser + lr schedule, EMA hook."""
+def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels, loader=None, to_views=None) -> float:
+    """The same step without Lightning: augment, loss, backward, optimiser + lr schedule, EMA hook. ``loader`` and
+    ``to_views(batch)`` (both or neither) replace the uint8 sampler and the batched augmentation: another data
+    pipeline in front of the same model step (``bench perf --only pipeline``)."""
     from bench.augment import ViewAugmenter
     from bench.runner import build_method
     from bench.cpu_bf16 import FastCPUBF16
@@ -119,8 +125,12 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
     if channels_last:
         method.to(memory_format=torch.channels_last)
     method.train()
-    augment = ViewAugmenter(method.views, cfg.img_size).to(device)
-    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+    if loader is None:
+        augment = ViewAugmenter(method.views, cfg.img_size).to(device)
+        loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+
+        def to_views(x):
+            return augment(x.to(device, non_blocking=True))
     # the harness's optimiser and schedule (LARS / SGD / AdamW, warm-up + cosine), without the online probe
     bare_cfg = cfg.model_copy(update={"online_probe": False})
     opt_cfg = SSLModule(method, bare_cfg, steps_per_epoch=len(loader)).configure_optimizers()
@@ -135,7 +145,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
                 _sync(device)
                 start = time.perf_counter()
             torch.manual_seed(step_seed(cfg.seed, step))
-            views = augment(x.to(device, non_blocking=True))
+            views = to_views(x)
             if channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
