@@ -1,4 +1,4 @@
-"""The Lightning callbacks every training run has besides checkpointing (``bench.train.fit`` adds them):
+"""The Lightning callbacks every training run has besides checkpointing (``bench.trainer.fit`` adds them):
 
 - :class:`OnlineProbe`: a linear classifier on the detached features of each step, logged as ``online/acc``.
 - :class:`CollapseMonitor`: ``monitor/feature_std`` and ``monitor/effective_rank`` (bench.monitors) every epoch,

@@ -1,6 +1,7 @@
-"""The ``bench`` command: a thin layer over bench.runner, bench.leaderboard and the registries: it parses the
-options, passes them to the library as arguments and prints what comes back. Every BenchError becomes one red
-line and exit code 2 (add --debug for the traceback)."""
+"""The ``bench`` command: a thin layer over the public API (``bench.train`` for run / train, ``bench.evaluate``
+for probe / eval), bench.leaderboard and the registries: it parses the options, passes them to the library as
+arguments and prints what comes back. Every BenchError becomes one red line and exit code 2 (add --debug for
+the traceback)."""
 
 from __future__ import annotations
 
@@ -208,14 +209,19 @@ def _data_options(args) -> list[str]:
     return out
 
 
+def _data_kw(args) -> dict:
+    """The data options as the library's keyword arguments."""
+    return dict(data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
+                datasets_root=_datasets_root(args))
+
+
 def cmd_run(args) -> int:
-    from bench.runner import run_benchmark
+    import bench as api
     bench = _benchmark(args)
     resolved = _checked(_run_config(args, bench))
     suite = _suite(args)
-    rec = run_benchmark(resolved.config, bench, results_dir=args.results, runs_dir=args.runs_dir,
-                        recipe=resolved.recipe, progress=not args.no_progress, data_root=args.data_root,
-                        cache_dir=args.cache_dir, imagenet_root=args.imagenet_root, datasets_root=_datasets_root(args))
+    rec = api.train(resolved.config, bench, recipe=resolved.recipe, results_dir=args.results, runs_dir=args.runs_dir,
+                    progress=not args.no_progress, **_data_kw(args))
     if rec is not None:  # None on a DDP rank > 0: rank 0 writes and prints the record
         _print_record(rec)
         if suite is not None:
@@ -263,13 +269,13 @@ def _suite_data_options(args) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from bench.runner import train_run
-    bench = _benchmark(args)
+    import bench as api
+    given = args.benchmark is not None or args.data is not None
+    bench = _benchmark(args) if given or not args.resume else None  # a resumed run: its own benchmark by default
     resolved = None if args.resume else _checked(_run_config(args, bench))
-    run_dir = train_run(resolved.config if resolved else None, bench, runs_dir=args.runs_dir,
-                        recipe=resolved.recipe if resolved else None, resume=args.resume, progress=not args.no_progress,
-                        data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
-                        datasets_root=_datasets_root(args))
+    run_dir = api.train(resolved.config if resolved else None, bench, recipe=resolved.recipe if resolved else None,
+                        probe=False, runs_dir=args.runs_dir, resume=args.resume, progress=not args.no_progress,
+                        **_data_kw(args))
     if run_dir is not None:  # None on a DDP rank > 0
         probe = shlex.join(["bench", "probe", str(run_dir), *_data_options(args)])
         out(f"trained encoder saved in {run_dir}  (evaluate: {probe})")
@@ -344,15 +350,16 @@ def cmd_curves(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from bench.runner import probe_run
+    import bench as api
     suite = _suite(args)
     if suite is not None:
         if args.benchmark or args.data:
             raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
         _suite_done(args, _probe_suite(args, args.run_dir, suite), ["bench", "probe", str(args.run_dir)])
         return 0
-    rec = probe_run(args.run_dir, _benchmark(args), results_dir=args.results, data_root=args.data_root,
-                    cache_dir=args.cache_dir, imagenet_root=args.imagenet_root, datasets_root=_datasets_root(args))
+    given = args.benchmark is not None or args.data is not None
+    rec = api.evaluate(Path(args.run_dir), _benchmark(args) if given else None, results_dir=args.results,
+                       **_data_kw(args))  # no --benchmark: the one in the run's run.json
     _print_record(rec)
     return 0
 
@@ -365,28 +372,26 @@ def cmd_eval(args) -> int:
         if args.weights or args.name or args.model_arg:
             raise BenchError("--weights / --name / --model-arg go with --model, not with a run folder")
         return cmd_probe(args)
-    from bench.scoring import evaluate
+    import bench as api
     load_kw = dict(weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
+                   readout=args.readout,
                    model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
     suite = _suite(args)
     if suite is not None:
-        from bench.suite_runner import evaluate_suite
         if args.benchmark or args.data:
             raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
-        result = evaluate_suite(args.model, suite, weights=args.weights, results_dir=args.results, name=args.name,
-                                allow_missing=args.allow_missing, data_root=args.data_root, cache_dir=args.cache_dir,
-                                datasets_root=_datasets_root(args), log=lambda msg: out(msg, style="dim"), **load_kw)
+        result = api.evaluate_suite(args.model, suite, weights=args.weights, results_dir=args.results,
+                                    name=args.name, allow_missing=args.allow_missing, data_root=args.data_root,
+                                    cache_dir=args.cache_dir, datasets_root=_datasets_root(args),
+                                    log=lambda msg: out(msg, style="dim"), **load_kw)
         _suite_done(args, result, ["bench", "eval", "--model", args.model,
                                    *(["--weights", str(args.weights)] if args.weights else []),
                                    *(["--name", args.name] if args.name else [])])
         return 0
-    benchmark = _benchmark(args)
-    rec = evaluate(args.model, benchmark, weights=args.weights, results_dir=args.results, name=args.name,
-                   data_root=args.data_root, cache_dir=args.cache_dir, datasets_root=_datasets_root(args), **load_kw)
+    rec = api.evaluate(args.model, _benchmark(args), weights=args.weights, results_dir=args.results, name=args.name,
+                       **_data_kw(args), **load_kw)
     if rec.model.get("resampled"):
         out(f"note: {rec.model['resampled']}")
-    if not rec.model.get("tokens"):
-        warn("the model has no tokens: the attentive probe is skipped")
     _print_record(rec)
     return 0
 
@@ -666,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="constructor argument of the model (YAML value), e.g. --model-arg class_token=false")
     p.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default: the model's)")
     p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: the model's)")
+    p.add_argument("--readout", default=None, choices=["pooled", "last4"],
+                   help="the k-NN / linear feature: the model's own pooled one, or last4 = DINOv2's linear-eval "
+                        "feature (the [CLS] tokens of the last 4 blocks + the average patch token; ViTs)")
     p.add_argument("--name", default=None, help="label of the record and its leaderboard row (default: the SPEC)")
     _add_data_opts(p)
     _add_suite_opts(p)

@@ -9,7 +9,7 @@ heavy ops autocast hands bf16 tensors to (matrix products, convolutions, attenti
 each bf16 argument is widened to fp32 (exact), the fp32 kernel runs, and every output is rounded to the
 dtype the bf16 kernel would have returned. Everything else (casts, element-wise ops) runs as before. The
 result equals a native bf16 kernel's up to the order of the fp32 summation, which differs between native
-kernels too. Used by ``bench.train.fit`` for bf16 precision on such CPUs.
+kernels too. Used by ``bench.trainer.fit`` for bf16 precision on such CPUs.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Specs (``bench eval --model SPEC``, ``bench.load_encoder(SPEC)``):
   ``timm:vit_small_patch16_224.dino``); ``tokens`` = ``forward_features``;
 - ``torchvision:NAME`` - ``torchvision.models.get_model(NAME, weights=None)`` with its classifier's last linear
   layer removed; ResNets and other models with ``layer4`` give their last feature map as tokens;
-- ``hf:PATH`` - a local Hugging Face ``transformers`` model folder (``AutoModel``, offline); pooled = its pooler
-  output, else the [CLS] token; tokens = ``last_hidden_state``;
+- ``hf:PATH`` - a local Hugging Face ``transformers`` model folder (``AutoModel``, offline; the ``hf`` extra);
+  pooled = the normalised [CLS] token (what DINO / DINOv2 evaluate; ``ViTModel``'s tanh pooler is untrained in
+  SSL checkpoints), the average token without one (I-JEPA), a CNN's pooled output; tokens = ``last_hidden_state``;
 - ``module:callable`` / ``path/to/file.py:callable`` - a function returning an ``nn.Module`` whose forward gives
   ``(B, D)`` (and, optionally, ``tokens``).
 
@@ -19,16 +20,23 @@ Preprocessing: the benchmark fixes resolution and crop; the mean / std are the m
 ``pretrained_cfg``, an HF ``preprocessor_config.json``), ImageNet's for torchvision and for the official SSL
 training layouts (DINO, I-JEPA, MAE, MoCo v3, DINOv2 all normalise with it), or ``mean`` / ``std`` given. A ViT
 built for another resolution has its position embeddings resampled to the benchmark's (timm's
-``set_input_size``); the encoder's ``info`` says so, and the run record keeps ``info``.
+``set_input_size``; Hugging Face ViTs interpolate them in each forward pass); the encoder's ``info`` says so, and
+the run record keeps ``info``.
+
+Readout (``readout=``, ``--readout``): ``pooled`` (default) is the model's own feature; ``last4`` is DINOv2's
+linear-eval feature for ViTs with a [CLS] token, ``(B, 5 D)``: the [CLS] tokens of the last 4 blocks (each after
+the final norm) and the average patch token of the last one. The attentive probe reads ``tokens`` either way.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -41,6 +49,7 @@ from bench.io import import_file
 #: layouts of official SSL training checkpoints: their models were trained on ImageNet-normalised images
 IMAGENET_LAYOUTS = {"dino", "dinov2", "jepa", "mae", "mocov3"}
 KINDS = ("timm", "torchvision", "hf", "module")
+PREPROCESSOR = "preprocessor_config.json"  # an HF model folder's image processor: its image_mean / image_std
 
 
 class ExternalEncoder(nn.Module):
@@ -66,8 +75,9 @@ class ExternalEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._pooled(self.model, self._prep(x))
 
-    def extra_repr(self) -> str:
-        return f"spec={self.info.get('spec')!r}, mean={self.info.get('mean')}, std={self.info.get('std')}"
+    def extra_repr(self) -> str:  # part of the feature cache's key: a readout or normalisation change is a miss
+        return f"spec={self.info.get('spec')!r}, readout={self.info.get('readout')}, mean={self.info.get('mean')}, " \
+               f"std={self.info.get('std')}"
 
 
 class ExternalTokenEncoder(ExternalEncoder):
@@ -89,7 +99,25 @@ def parse_spec(spec: str) -> tuple[str, str]:
                      f"module:callable or path/to/file.py:callable (or a run folder from `bench train`)")
 
 
-# ---------------------------------------------------------------- builders: (model, pooled, tokens, dim, mean, std)
+# ---------------------------------------------------------------- builders
+class Built(NamedTuple):
+    """What a builder makes of a spec: the model and how to read it (each callable takes ``(model, x)``)."""
+    model: nn.Module
+    pooled: Callable
+    tokens: Callable | None
+    dim: int | None
+    mean: Sequence[float]
+    std: Sequence[float]
+    last4: Callable | None = None  # DINOv2's linear-eval feature (ViTs with a [CLS] token and >= 4 blocks)
+    img_size: int | None = None    # the resolution the model was built for, where it says
+
+
+def _cat_last4(cls_tokens: list[torch.Tensor], patches: torch.Tensor) -> torch.Tensor:
+    """DINOv2's linear-eval feature: the [CLS] tokens of the last 4 blocks (each after the final norm) and the
+    average patch token of the last one, concatenated: ``(B, 5 D)`` (dinov2/eval/linear.py create_linear_input)."""
+    return torch.cat([*cls_tokens, patches.mean(1)], dim=-1)
+
+
 def _timm(name: str, kwargs: dict):
     import timm
     try:
@@ -103,8 +131,16 @@ def _timm(name: str, kwargs: dict):
     def tokens(m, x):
         f = m.forward_features(x)
         return f.flatten(2).transpose(1, 2) if f.ndim == 4 else f
-    return model, lambda m, x: m(x), tokens, model.num_features, cfg.get("mean", IMAGENET_MEAN), \
-        cfg.get("std", IMAGENET_STD)
+
+    last4 = None
+    if callable(getattr(model, "get_intermediate_layers", None)) and getattr(model, "cls_token", None) is not None \
+            and len(getattr(model, "blocks", ())) >= 4:
+        def last4(m, x):
+            outs = m.get_intermediate_layers(x, n=4, return_prefix_tokens=True, norm=True)  # [(patches, prefix)]
+            return _cat_last4([prefix[:, 0] for _, prefix in outs], outs[-1][0])
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    return Built(model, lambda m, x: m(x), tokens, model.num_features, cfg.get("mean", IMAGENET_MEAN),
+                 cfg.get("std", IMAGENET_STD), last4, int(size[0]) if size is not None else None)
 
 
 def _drop_last_linear(model: nn.Module) -> int | None:
@@ -138,12 +174,12 @@ def _torchvision(name: str, kwargs: dict):
             for layer in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
                 x = getattr(m, layer)(x)
             return x.flatten(2).transpose(1, 2)
-    return model, lambda m, x: m(x), tokens, dim, IMAGENET_MEAN, IMAGENET_STD
+    return Built(model, lambda m, x: m(x), tokens, dim, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _hf(path: str, kwargs: dict):
     if importlib.util.find_spec("transformers") is None:
-        raise BenchError("hf: models need the transformers package (pip install transformers)")
+        raise BenchError('hf: models need transformers: pip install -e ".[hf]"')
     from transformers import AutoModel
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
@@ -154,23 +190,47 @@ def _hf(path: str, kwargs: dict):
     except (OSError, ValueError) as e:
         raise BenchError(f"hf:{path} could not be loaded: {str(e).splitlines()[0]}") from None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    pre = folder / "preprocessor_config.json"
+    pre = folder / PREPROCESSOR
     if pre.is_file():
-        cfg = json.loads(pre.read_text())
+        try:
+            cfg = json.loads(pre.read_text())
+        except ValueError as e:
+            raise BenchError(f"hf:{path}: {PREPROCESSOR} is not valid JSON ({e})") from None
         mean, std = cfg.get("image_mean", mean), cfg.get("image_std", std)
 
-    def run(m, x):
-        try:
-            return m(pixel_values=x, interpolate_pos_encoding=True)
-        except TypeError:  # models without position-embedding interpolation
-            return m(pixel_values=x)
+    interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+
+    def run(m, x, **kw):  # ViT-style models interpolate their position embeddings to the input's size
+        return m(pixel_values=x, **({"interpolate_pos_encoding": True} if interpolate else {}), **kw)
+
+    embeddings = getattr(model, "embeddings", None)
+    has_cls = getattr(embeddings, "cls_token", None) is not None
+
+    def tokens(m, x):
+        h = run(m, x).last_hidden_state
+        return h.flatten(2).transpose(1, 2) if h.ndim == 4 else h  # CNNs: the last feature map's cells
 
     def pooled(m, x):
         out = run(m, x)
-        p = getattr(out, "pooler_output", None)
-        return p if p is not None else out.last_hidden_state[:, 0]
+        h = out.last_hidden_state
+        if h.ndim == 4:  # CNNs (ResNet, ConvNeXt): their pooled output, else the feature map's mean
+            p = getattr(out, "pooler_output", None)
+            return p.flatten(1) if p is not None else h.mean((2, 3))
+        # the normalised [CLS] token (what DINO / DINOv2 evaluate; ViTModel's tanh pooler is untrained in SSL
+        # checkpoints), or the average token of models without one (I-JEPA)
+        return h[:, 0] if has_cls else h.mean(1)
+
+    last4 = None
+    if has_cls and callable(getattr(model, "layernorm", None)) and \
+            getattr(model.config, "num_hidden_layers", 0) >= 4:
+        skip = 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)
+
+        def last4(m, x):
+            hidden = [m.layernorm(h) for h in run(m, x, output_hidden_states=True).hidden_states[-4:]]
+            return _cat_last4([h[:, 0] for h in hidden], hidden[-1][:, skip:])
     dim = getattr(model.config, "hidden_size", None) or getattr(model.config, "hidden_sizes", [None])[-1]
-    return model, pooled, lambda m, x: run(m, x).last_hidden_state, dim, mean, std
+    size = getattr(model.config, "image_size", None)
+    return Built(model, pooled, tokens, dim, mean, std, last4, size if isinstance(size, int) else None)
 
 
 def _callable(spec: str, kwargs: dict):
@@ -194,14 +254,19 @@ def _callable(spec: str, kwargs: dict):
     if not isinstance(model, nn.Module):
         raise BenchError(f"--model {spec!r} returned a {type(model).__name__}, not an nn.Module")
     tokens = (lambda m, x: m.tokens(x)) if callable(getattr(model, "tokens", None)) else None
-    return model, lambda m, x: m(x), tokens, getattr(model, "embed_dim", None), IMAGENET_MEAN, IMAGENET_STD
+    return Built(model, lambda m, x: m(x), tokens, getattr(model, "embed_dim", None), IMAGENET_MEAN, IMAGENET_STD)
 
 
 _BUILDERS = {"timm": _timm, "torchvision": _torchvision, "hf": _hf, "module": _callable}
 
 
-def _resample_vit(model: nn.Module, img_size: int) -> str | None:
-    """timm ViTs built for another resolution: resample their position embeddings; a note for the record."""
+def _resample_vit(kind: str, built: Built, img_size: int) -> str | None:
+    """ViTs built for another resolution: timm's get their position embeddings resampled, Hugging Face's
+    interpolate them in every forward pass; a note for the record."""
+    model = built.model
+    if kind == "hf":
+        return None if built.img_size in (None, img_size) else \
+            f"position embeddings interpolated by the model from {built.img_size} to {img_size} px"
     embed = getattr(model, "patch_embed", None)
     size = getattr(embed, "img_size", None)
     if size is None or tuple(size) == (img_size, img_size) or not hasattr(model, "set_input_size"):
@@ -212,14 +277,28 @@ def _resample_vit(model: nn.Module, img_size: int) -> str | None:
            f"{embed.grid_size[0]}x{embed.grid_size[1]} patch grid ({size[0]} -> {img_size} px)"
 
 
+READOUTS = ("pooled", "last4")
+
+
 def load_encoder(spec: str, weights: str | Path | None = None, *, img_size: int | None = None,
                  weights_key: str | None = None, weights_prefix: str | None = None, mean=None, std=None,
-                 model_kwargs: dict | None = None) -> ExternalEncoder:
+                 readout: str | None = None, model_kwargs: dict | None = None) -> ExternalEncoder:
     """Build ``spec``, load ``weights`` (strictly; layouts in :mod:`bench.checkpoints`), adapt a ViT to
-    ``img_size`` and return the frozen encoder (eval mode). ``mean`` / ``std`` override the model's."""
+    ``img_size`` and return the frozen encoder (eval mode). ``mean`` / ``std`` override the model's.
+    ``readout``: the ``(B, D)`` feature - ``pooled`` (default: the model's own) or ``last4`` (DINOv2's linear-eval
+    feature, ``(B, 5 D)``: the [CLS] tokens of the last 4 blocks and the average patch token; ViTs only)."""
+    readout = readout or "pooled"
+    if readout not in READOUTS:
+        raise BenchError(f"--readout {readout!r}: use one of {', '.join(READOUTS)}")
     kind, target = parse_spec(spec)
-    model, pooled, tokens, dim, m_mean, m_std = _BUILDERS[kind](target, dict(model_kwargs or {}))
-    info: dict[str, Any] = {"spec": spec, "model_kwargs": dict(model_kwargs or {})}
+    built = _BUILDERS[kind](target, dict(model_kwargs or {}))
+    model, pooled, dim, m_mean, m_std = built.model, built.pooled, built.dim, built.mean, built.std
+    if readout == "last4":
+        if built.last4 is None:
+            raise BenchError(f"--readout last4 needs a ViT with a [CLS] token and at least 4 blocks (a timm "
+                             f"VisionTransformer or a Hugging Face ViT / DINOv2 model); {spec} is not one")
+        pooled, dim = built.last4, None  # its width: one forward pass below
+    info: dict[str, Any] = {"spec": spec, "model_kwargs": dict(model_kwargs or {}), "readout": readout}
     normalisation = "model"
     if weights is not None:
         w = load_weights(model, weights, key=weights_key, prefix=weights_prefix)
@@ -231,17 +310,21 @@ def load_encoder(spec: str, weights: str | Path | None = None, *, img_size: int 
         if mean is None or std is None or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise BenchError("give both --mean and --std, three values each (std > 0)")
         m_mean, m_std, normalisation = mean, std, "given"
+    elif kind == "hf" and normalisation == "model":
+        normalisation = "model (preprocessor_config.json)" if (Path(target).expanduser() / PREPROCESSOR).is_file() \
+            else "imagenet (no preprocessor_config.json)"
     if img_size is not None:
-        note = _resample_vit(model, img_size)
+        note = _resample_vit(kind, built, img_size)
         if note:
             info["resampled"] = note
-    if dim is None:  # a user's module without embed_dim: one forward pass tells
+    if dim is None:  # a user's module without embed_dim, or the last4 readout: one forward pass tells
         with torch.no_grad():
-            dim = model.eval()(torch.zeros(1, 3, img_size or 224, img_size or 224)).shape[-1]
+            size = img_size or built.img_size or 224
+            dim = pooled(model.eval(), torch.zeros(1, 3, size, size)).shape[-1]
     info.update(mean=[round(float(v), 6) for v in m_mean], std=[round(float(v), 6) for v in m_std],
-                normalisation=normalisation, tokens=tokens is not None)
-    cls = ExternalTokenEncoder if tokens is not None else ExternalEncoder
-    encoder = cls(model, pooled, tokens, dim, m_mean, m_std, info).eval()
+                normalisation=normalisation, tokens=built.tokens is not None)
+    cls = ExternalTokenEncoder if built.tokens is not None else ExternalEncoder
+    encoder = cls(model, pooled, built.tokens, dim, m_mean, m_std, info).eval()
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder

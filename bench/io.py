@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -181,8 +182,10 @@ def read_torch_data(path: str | os.PathLike, safe_globals: Iterable = ()) -> Any
         text = str(e).strip()
         detail = next((line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")),
                       text.splitlines()[0][:100] if text else type(e).__name__)
-        why = ("it holds pickled objects other than tensors and plain data (possibly code); nothing of it was run"
-               if "unsupported global" in text.lower()
+        found = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function weights_only refused to build
+        why = ("it holds pickled objects other than tensors and plain data (possibly code"
+               + (f": {found.group(1)}" if found else "") + "); nothing of it was run"
+               if found or "unsupported global" in text.lower()
                else "the file is empty" if path.is_file() and path.stat().st_size == 0
                else "truncated or corrupt file" if "zip archive" in text or isinstance(e, EOFError)
                else f"not a PyTorch checkpoint: {detail}")

@@ -1,7 +1,8 @@
 """Benchmark runs: ``train_run`` trains (or, for baselines, just initialises) a method and saves the
 encoder + a ``run.json`` summary in a run folder; ``probe_run`` evaluates that encoder with the
-benchmark's probes and writes the run record; ``run_benchmark`` is both. The CLI's ``train``,
-``probe``, ``run`` and ``demo`` are thin layers over these three functions.
+benchmark's probes and writes the run record; ``run_benchmark`` is both. ``train`` is the public
+``bench.train`` over them (a method name and overrides, configured as ``bench run`` does); the CLI's ``run`` and
+``train`` call it, ``probe`` goes through ``bench.evaluate`` (bench.scoring), ``demo`` uses these directly.
 
 Each checks what it can without data first (:func:`check_config`: the method resolves, the backbone takes its
 options; a resumed run folder has a readable run.json), so a typo costs no dataset lookup. On a process of rank > 0
@@ -188,7 +189,7 @@ def train_run(cfg: TrainConfig | None, benchmark: Benchmark, *, runs_dir: str | 
     """Train on the benchmark's train split; returns the run folder (encoder.pt + run.json).
     ``resume``: an interrupted run folder; training continues from its last checkpoint with its config (``cfg`` is
     ignored). A training fault (NaN loss, ...) writes a ``failed`` record to results_dir (if given) and re-raises.
-    ``progress`` / ``log``: a progress bar on a terminal, else one line per epoch to ``log`` (``bench.train.fit``).
+    ``progress`` / ``log``: a progress bar on a terminal, else one line per epoch to ``log`` (``bench.trainer.fit``).
     On a process of rank > 0 of a multi-process run: trains in a temporary folder, writes nothing, returns None."""
     info = resume_info(resume) if resume is not None else None
     if info is not None:
@@ -260,7 +261,7 @@ def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
     trains: the code (git sha), machine and library versions each part of a run was trained with (and
     ``cpu_bf16: widened`` when bf16 ran through ``bench.cpu_bf16``). ``ended_at`` is filled when the session
     finishes training; an interrupted one keeps only ``started_at``."""
-    from bench.train import widens_cpu_bf16
+    from bench.trainer import widens_cpu_bf16
     segment = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "git_sha": git_sha(REPO_ROOT), "hardware": collect_hardware(), "env": collect_env()}
     if widens_cpu_bf16(cfg):
@@ -273,7 +274,7 @@ def _start_segment(info: dict, cfg: TrainConfig, run_dir: Path) -> dict:
 def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark: Benchmark, data: BenchData,
                   results_dir, progress: bool, resume: bool, log: Callable[[str], None] | None) -> None:
     if method.trainable and cfg.epochs > 0:
-        from bench.train import fit
+        from bench.trainer import fit
         segment = _start_segment(info, cfg, run_dir)
         start = time.perf_counter()
         try:
@@ -295,10 +296,27 @@ def _fit_and_save(method, cfg: TrainConfig, info: dict, run_dir: Path, benchmark
     atomic_write_json(run_dir / "run.json", info)
 
 
+def run_info(run_dir: str | Path) -> dict:
+    """A run folder's ``run.json``; one BenchError line naming the folder when it is missing or unreadable."""
+    return read_run_json(run_dir, f"{run_dir} is not a readable run folder (needs run.json + encoder.pt)")
+
+
+def run_benchmark_of(run_dir: str | Path) -> Benchmark:
+    """The benchmark a run folder was trained on (its run.json's ``benchmark``; older folders: the
+    ``runs/<benchmark>/<run_id>`` parent), for ``bench probe RUN_DIR`` without ``--benchmark``."""
+    from bench.benchmarks import get_benchmark
+    bench_id = run_info(run_dir).get("benchmark") or Path(run_dir).resolve().parent.name
+    try:
+        return get_benchmark(bench_id)
+    except ConfigError:
+        raise BenchError(f"{run_dir} was trained on {bench_id!r}, not a named benchmark: give --benchmark, or "
+                         f"--data for an ad-hoc one") from None
+
+
 def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the encoder saved by ``train_run`` (weights loaded with weights_only=True)."""
     run_dir = Path(run_dir)
-    info = read_run_json(run_dir, f"{run_dir} is not a readable run folder (needs run.json + encoder.pt)")
+    info = run_info(run_dir)
     if info.get("status", "trained") != "trained":
         raise BenchError(f"{run_dir} has not finished training (status {info.get('status')!r}); "
                          f"continue it with `bench train --resume {run_dir}`")
@@ -320,12 +338,13 @@ def load_encoder(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     return method.encoder, info
 
 
-def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path = "results",
+def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | Path | None = "results",
               data: BenchData | None = None, probes: tuple[str, ...] | None = None,
               data_root: str | None = None, cache_dir: str | None = None,
               imagenet_root: str | None = None, datasets_root: str | None = None,
               log: Callable[[str], None] | None = print) -> RunRecord:
-    """Probe a trained run's frozen encoder on the benchmark and write its record (a line per probe to ``log``)."""
+    """Probe a trained run's frozen encoder on the benchmark and write its record under ``results_dir`` (None:
+    only return it); a line per probe to ``log``."""
     from probes.evaluate import evaluate_encoder  # training never needs the probes
     start = time.perf_counter()
     encoder, info = load_encoder(run_dir)
@@ -345,7 +364,8 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
         epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
         holdout=report.get("holdout", {}), monitors=train["monitors"], training=train.get("segments", []),
     )
-    write_record(record, results_dir)
+    if results_dir is not None:
+        write_record(record, results_dir)
     return record
 
 
@@ -366,3 +386,45 @@ def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | 
                         progress=progress, log=log)
     return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir,
                      log=log)
+
+
+def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | None = None, *,
+          recipe: str | None = None, probe: bool = True, results_dir: str | Path | None = None,
+          runs_dir: str | Path = "runs", resume: str | Path | None = None, probes: tuple[str, ...] | None = None,
+          progress: bool = True, data_root: str | None = None, cache_dir: str | None = None,
+          imagenet_root: str | None = None, datasets_root: str | None = None,
+          log: Callable[[str], None] | None = print, **overrides) -> RunRecord | Path | None:
+    """``bench.train``: train ``method`` on ``benchmark``'s train split (id or Benchmark; default imagenette64-v1)
+    and, with ``probe``, score its frozen encoder into a run record (written under ``results_dir`` when given;
+    ``bench run``); with ``probe=False`` return the run folder (``bench train``).
+
+    ``method``: a method name, ``module:Class`` or ``plugin.py[:Class]``, configured as ``bench run`` does it (the
+    ``recipe`` given, else the one named like the method, else the benchmark's budget; then ``overrides``, any
+    config key: ``epochs=2, seed=1, method_kwargs={"temperature": 0.2}``), or a ready :class:`TrainConfig`.
+    ``resume``: continue an interrupted run folder with its own config. None on a DDP process of rank > 0."""
+    from bench.benchmarks import benchmark_for
+    from bench.config import run_config
+    if resume is not None:
+        resume_info(resume)  # a missing or unreadable run folder: one line, before anything else
+    if isinstance(benchmark, Benchmark):
+        bench = benchmark
+    else:  # a resumed run continues on the benchmark it was trained on unless told otherwise
+        bench = run_benchmark_of(resume) if benchmark is None and resume is not None else benchmark_for(benchmark)
+    if isinstance(method, TrainConfig) or resume is not None:
+        if overrides:
+            raise ConfigError(f"config overrides ({', '.join(overrides)}) go with a method name, not with a "
+                              f"TrainConfig or a resumed run")
+        cfg = method if isinstance(method, TrainConfig) else None
+    else:
+        resolved = run_config(bench, method, recipe, **overrides)
+        cfg, recipe = resolved.config, resolved.recipe
+    kw = dict(progress=progress, data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root,
+              datasets_root=datasets_root, log=log)
+    if probe and resume is None:
+        return run_benchmark(cfg, bench, results_dir=results_dir, runs_dir=runs_dir, recipe=recipe, probes=probes,
+                             **kw)
+    run_dir = train_run(cfg, bench, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir, resume=resume, **kw)
+    if not probe or run_dir is None:
+        return run_dir
+    return probe_run(run_dir, bench, results_dir=results_dir, probes=probes, data_root=data_root,
+                     cache_dir=cache_dir, imagenet_root=imagenet_root, datasets_root=datasets_root, log=log)

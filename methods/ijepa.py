@@ -7,7 +7,7 @@ For one view x with patch grid N: target blocks T_1..T_M and a context block C (
     L   = mean_j  || g(s_x, pos(T_j)) - s_y ||^2      (g: narrow ViT predictor with mask tokens)
 
 Masks are drawn from torch's global RNG, which the trainer seeds at every step from (run seed, step, rank)
-(``bench.train.step_seed``): two run seeds see different masks, and a run resumed at any step replays its own.
+(``bench.trainer.step_seed``): two run seeds see different masks, and a run resumed at any step replays its own.
 
 Optional (off by default): C-JEPA's (Mo & Tong, 2024) VICReg terms on the context tokens against dimensional
 collapse, ``var_weight * v(s_x) + cov_weight * c(s_x)`` over all context tokens of the batch (methods.base.

@@ -233,6 +233,30 @@ def _leaderboard(tmp: Path, benchmark_id: str) -> list[str]:
     return ["leaderboard", benchmark_id, "--results", str(tmp / "results"), "--out", str(tmp / "lb")]
 
 
+def _eval_weights(tmp: Path, weights=None, *extra: str, model: str = "timm:resnet18") -> list[str]:
+    """``bench eval --model MODEL --weights tmp/w.pth``; ``weights``: bytes written as the file, an object
+    torch.save'd, or None (no file)."""
+    path = tmp / "w.pth"
+    if isinstance(weights, bytes):
+        path.write_bytes(weights)
+    elif weights is not None:
+        torch.save(weights, path)
+    return ["eval", "--model", model, "--weights", str(path), "--benchmark", "imagenette-mini-v1", "--results",
+            str(tmp / "results"), "--cache-dir", str(tmp / "cache"), *extra]
+
+
+def _resnet18_state(drop: str | None = None, prefix: str = "") -> dict:
+    import timm
+    sd = timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict()
+    return {prefix + k: v for k, v in sd.items() if k != drop}
+
+
+def _vit_state() -> dict:
+    import timm
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
+                             depth=1, embed_dim=48, num_heads=2).state_dict()
+
+
 def _encoder_file(tmp: Path) -> str:
     path = tmp / "enc.py"
     path.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), "
@@ -336,6 +360,22 @@ CASES = {
                                           "benchmark id '../results/imagenette-mini-v1' is not a plain name"),
     "leaderboard of an absolute benchmark id": (lambda t: _leaderboard(t, str(t / "results" / "imagenette-mini-v1")),
                                                 "is not a plain name"),
+    "eval: weights file missing": (lambda t: _eval_weights(t), "w.pth does not exist"),
+    "eval: weights not a checkpoint": (lambda t: _eval_weights(t, b"not a checkpoint"),
+                                       "w.pth is not a readable data-only checkpoint (not a PyTorch checkpoint"),
+    "eval: weights with pickled code": (lambda t: _eval_weights(t, {"state_dict": {"x": _Evil(t / "pwned")}}),
+                                        "holds pickled objects other than tensors and plain data"),
+    "eval: weights of another architecture": (lambda t: _eval_weights(t, _vit_state()),
+                                              "no key of the checkpoint matches the model"),
+    "eval: wrong --weights-prefix": (lambda t: _eval_weights(t, _resnet18_state(prefix="backbone."),
+                                                             "--weights-prefix", "module."),
+                                     "no key of the checkpoint starts with --weights-prefix"),
+    "eval: weights missing an encoder key": (lambda t: _eval_weights(t, _resnet18_state(drop="layer4.1.bn2.bias")),
+                                             "1 encoder key(s) missing from"),
+    "eval: unknown model": (lambda t: _eval_weights(t, model="timm:resnet19"), "timm has no model 'resnet19'"),
+    "eval: --readout last4 on a CNN": (lambda t: _eval_weights(t, _resnet18_state(), "--readout", "last4"),
+                                       "--readout last4 needs a ViT"),
+    "eval: a run folder with --weights": (lambda t: ["eval", str(t), "--weights", "w.pth"], "go with --model"),
     "transfer dataset not under the datasets root": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--datasets-root",
                                                                      str(t)), "dtd/dtd/images"),
     "incomplete CIFAR-10 folder": (incomplete_cifar, "cifar-10-batches-py/data_batch_1 and 5 more"),

@@ -160,7 +160,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_
     import os
     import signal
 
-    from bench.train import SSLModule
+    from bench.trainer import SSLModule
 
     epochs, stop_at = 2, 6  # 4 steps per epoch: step 6 is in the middle of epoch 1
     original = SSLModule.on_train_batch_end

@@ -80,7 +80,7 @@ def test_vit_step_under_autocast_matches_native_bf16_and_widens_the_backward():
 
 @pytest.mark.slow
 def test_fit_uses_it_for_bf16_on_a_cpu_without_native_bf16(tmp_path, tiny_folder, monkeypatch):
-    import bench.train as train
+    import bench.trainer as train
     from bench.benchmarks import adhoc_benchmark
     from bench.config import make_config
     from bench.runner import train_run

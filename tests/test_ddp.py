@@ -2,7 +2,7 @@
 
 One spawn of 2 workers computes everything (process start-up dominates the cost); the tests compare what each
 rank saved with the single-process result: the SimCLR and Barlow Twins losses and their input gradients, the
-DINO centre, the epoch sampler's shards, distributed feature extraction, and a 2-process ``bench.train.fit``
+DINO centre, the epoch sampler's shards, distributed feature extraction, and a 2-process ``bench.trainer.fit``
 (Lightning DDP with the processes started externally, as torchrun / srun do).
 """
 
@@ -68,7 +68,7 @@ def _dino_views():
 
 def _fit(method, rank: int, out_dir, name: str, port: int):
     from bench.config import TrainConfig
-    from bench.train import fit
+    from bench.trainer import fit
     os.environ.update(MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), GROUP_RANK="0",
                       WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
     cfg = TrainConfig(method=method.name, img_size=8, batch_size=GLOBAL_BATCH, epochs=1, optimizer="sgd",
@@ -85,7 +85,7 @@ def _fit(method, rank: int, out_dir, name: str, port: int):
 def _worker(rank: int, ports: tuple[int, int, int], out_dir):
     import torch.distributed as dist
 
-    from bench.train import EpochBatchSampler
+    from bench.trainer import EpochBatchSampler
     from methods.barlow_twins import barlow_twins_loss
     from methods.dino import DINO, update_center
     from methods.simclr import SimCLR, nt_xent_loss
@@ -190,7 +190,7 @@ def test_dino_centre_of_uneven_rows_is_the_global_row_mean(ranks):
 
 def test_sampler_shards_each_global_batch_across_ranks():
     """Explicit rank / world size; the spawned ranks (below) get theirs from torch.distributed."""
-    from bench.train import EpochBatchSampler
+    from bench.trainer import EpochBatchSampler
     single = list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3))
     shards = [list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3, rank=r, world_size=WORLD)) for r in range(WORLD)]
     assert all(len(s) == len(single) for s in shards)
@@ -200,7 +200,7 @@ def test_sampler_shards_each_global_batch_across_ranks():
 
 @pytest.mark.slow
 def test_sampler_under_ddp_is_disjoint_and_resumes(ranks):
-    from bench.train import EpochBatchSampler
+    from bench.trainer import EpochBatchSampler
     single = list(EpochBatchSampler(40, GLOBAL_BATCH, seed=3))
     for key, expected in (("sampler", single), ("sampler_resumed", single[2:])):
         got = [r[key] for r in ranks]

@@ -116,6 +116,33 @@ def test_dinov2_mae_and_mocov3_training_checkpoints(tmp_path):
     assert enc.info["weights"]["prefix"] == "module.base_encoder."
 
 
+def test_dino_resnet_teacher_and_mocov3_resnet(tmp_path):
+    """DINO's ResNet teacher has batch norms, so DINO wraps it in DDP: its keys are ``module.backbone.*`` too;
+    MoCo v3's ResNet keeps its projector as ``base_encoder.fc.*`` (dropped) beside the momentum encoder."""
+    student, teacher = resnet(15), resnet(16)
+    for m in (student, teacher):
+        m.fc = nn.Identity()
+    torch.save({"student": {**prefixed(student.state_dict(), "module.backbone."),
+                            "module.head.mlp.0.weight": torch.randn(8, 512)},
+                "teacher": {**prefixed(teacher.state_dict(), "module.backbone."),
+                            "module.head.last_layer.weight_v": torch.randn(4, 8)},
+                "epoch": 1, "args": argparse.Namespace(arch="resnet50")}, tmp_path / "dino_rn.pth")
+    enc = bench.load_encoder("torchvision:resnet18", tmp_path / "dino_rn.pth")
+    same_features(enc, teacher)
+    assert enc.info["weights"]["prefix"] == "module.backbone." and enc.info["weights"]["key"] == "teacher"
+    base, momentum = resnet(17), resnet(18)
+    projector = nn.Sequential(nn.Linear(512, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 8))
+    base.fc, momentum.fc = projector, projector
+    torch.save({"state_dict": {**prefixed(base.state_dict(), "module.base_encoder."),
+                               **prefixed(momentum.state_dict(), "module.momentum_encoder."),
+                               "module.predictor.0.weight": torch.randn(8, 8)}, "arch": "resnet50"},
+               tmp_path / "mocov3_rn.pth.tar")
+    enc = bench.load_encoder("torchvision:resnet18", tmp_path / "mocov3_rn.pth.tar")
+    base.fc = nn.Identity()
+    same_features(enc, base)
+    assert enc.info["weights"]["layout"] == "mocov3" and enc.info["weights"]["dropped"] == 9  # fc.0 (2), fc.1 BN (5), fc.3 (2)
+
+
 @pytest.mark.parametrize("prefix", ["module.", "module.backbone."])  # I-JEPA / V-JEPA 2
 def test_jepa_checkpoint_evaluates_the_target_encoder(tmp_path, prefix):
     kw = {**VIT, "class_token": False, "global_pool": "avg"}  # I-JEPA's ViT: no [CLS], average pooling
@@ -150,6 +177,73 @@ def test_normalisation_follows_the_model_or_is_given():
     given = bench.load_encoder("timm:vit_tiny_patch16_224", model_kwargs=VIT, mean=(0.485, 0.456, 0.406),
                                std=(0.229, 0.224, 0.225))
     assert given.identity_norm and given.info["normalisation"] == "given"
+
+
+def _manual_last4(vit_model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """DINOv2's linear-eval input computed by hand: run the blocks one by one, final norm after each of the
+    last four, their [CLS] tokens and the last one's average patch token."""
+    m = vit_model
+    h = m.norm_pre(m._pos_embed(m.patch_embed(x)))
+    normed = []
+    for blk in m.blocks:
+        h = blk(h)
+        normed.append(m.norm(h))
+    return torch.cat([t[:, 0] for t in normed[-4:]] + [normed[-1][:, 1:].mean(1)], dim=-1)
+
+
+def test_readout_last4_is_dinov2s_linear_eval_feature(tmp_path):
+    src = vit(19, depth=5)
+    torch.save(src.state_dict(), tmp_path / "vit.pth")
+    enc = bench.load_encoder("timm:vit_tiny_patch16_224", tmp_path / "vit.pth", model_kwargs={**VIT, "depth": 5},
+                             readout="last4", img_size=32)
+    with torch.no_grad():
+        x = enc._prep(X)  # the model's own normalisation (timm's vit_tiny: mean = std = 0.5)
+        got, want, pooled = enc(X), _manual_last4(src, x), src(x)
+    assert enc.embed_dim == 5 * 48 and got.shape == (3, 240) and (got - want).abs().max() < 1e-5
+    assert (got[:, 3 * 48:4 * 48] - pooled).abs().max() < 1e-5  # the last block's [CLS] is the pooled feature
+    assert enc.info["readout"] == "last4" and enc.tokens(X).shape == (3, 17, 48)  # tokens unchanged
+    assert "readout=last4" in repr(enc)  # part of the feature cache's key: pooled and last4 never share an entry
+    with pytest.raises(BenchError, match="--readout last4 needs a ViT"):
+        bench.load_encoder("torchvision:resnet18", readout="last4")
+    with pytest.raises(BenchError, match="--readout last4 needs a ViT"):  # I-JEPA's ViTs have no [CLS]
+        bench.load_encoder("timm:vit_tiny_patch16_224", model_kwargs={**VIT, "depth": 4, "class_token": False,
+                                                                      "global_pool": "avg"}, readout="last4")
+
+
+def _hf_folder(tmp_path, kind: str):
+    """A random-init small ViT / DINOv2 saved by save_pretrained with its image processor (nothing downloaded)."""
+    tf = pytest.importorskip("transformers", reason="hf: specs need transformers (pip install -e '.[hf]')")
+    torch.manual_seed(20)
+    shape = dict(image_size=32, patch_size=8, num_hidden_layers=4, hidden_size=48, num_attention_heads=2)
+    if kind == "vit":
+        model = tf.ViTModel(tf.ViTConfig(intermediate_size=96, **shape))
+    else:
+        model = tf.Dinov2Model(tf.Dinov2Config(mlp_ratio=2, **shape))
+    folder = tmp_path / kind
+    model.eval().save_pretrained(folder)
+    tf.ViTImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(folder)
+    return model, folder
+
+
+@pytest.mark.parametrize("kind", ["vit", "dinov2"])
+def test_hf_folder_loads_offline_with_its_normalisation(tmp_path, kind):
+    source, folder = _hf_folder(tmp_path, kind)
+    enc = bench.load_encoder(f"hf:{folder}", img_size=32)
+    assert enc.info["mean"] == [0.5, 0.5, 0.5] and enc.info["std"] == [0.5, 0.5, 0.5]
+    assert enc.info["normalisation"] == "model (preprocessor_config.json)" and "resampled" not in enc.info
+    x01 = torch.rand(2, 3, 32, 32)
+    im, istd = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = source(pixel_values=(x01 - 0.5) / 0.5, output_hidden_states=True)  # the model's own preprocessing
+        got, tokens = enc((x01 - im) / istd), enc.tokens((x01 - im) / istd)
+        last4 = bench.load_encoder(f"hf:{folder}", readout="last4")((x01 - im) / istd)
+    assert (got - out.last_hidden_state[:, 0]).abs().max() < 1e-5  # the normalised [CLS] token
+    assert (tokens - out.last_hidden_state).abs().max() < 1e-5 and tokens.shape == (2, 17, 48)
+    normed = [source.layernorm(h) for h in out.hidden_states[-4:]]
+    want = torch.cat([h[:, 0] for h in normed] + [normed[-1][:, 1:].mean(1)], dim=-1)
+    assert last4.shape == (2, 240) and (last4 - want).abs().max() < 1e-5
+    assert "interpolated by the model from 32 to 64 px" in bench.load_encoder(f"hf:{folder}", img_size=64).info[
+        "resampled"]
 
 
 def test_own_module_callable(tmp_path):

@@ -120,7 +120,7 @@ def test_masks_follow_the_run_seed(kind, tmp_path, monkeypatch):
     import methods.mae
     import methods.vjepa
     from bench.config import TrainConfig
-    from bench.train import fit
+    from bench.trainer import fit
     from methods.ijepa import IJEPA
     from methods.mae import MAE
     from methods.vjepa import VJEPA

@@ -42,10 +42,38 @@ def test_any_module_and_bad_input(tmp_path):
     class Tiny(nn.Module):
         def forward(self, x):
             return x.mean((2, 3))
-    rec = bench.evaluate(Tiny(), bench.get_benchmark("imagenette-mini-v1"), probes=("knn",),
-                         cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match="Tiny has no tokens .*: the attentive probe is skipped"):
+        rec = bench.evaluate(Tiny(), bench.get_benchmark("imagenette-mini-v1"), probes=("knn", "attentive"),
+                             cache_dir=tmp_path / "cache")
     assert rec.method == "Tiny" and rec.model["spec"].endswith("Tiny") and "attentive_top1" not in rec.scores
+    assert "knn_top1" in rec.scores
     with pytest.raises(BenchError, match="not to an nn.Module given directly"):
         bench.evaluate(Tiny(), "imagenette-mini-v1", weights="x.pth")
     with pytest.raises(BenchError, match="--name"):
         bench.evaluate(Tiny(), "imagenette-mini-v1", name="a|b")
+
+
+def test_bench_train_is_the_public_training_call_and_probe_reads_the_runs_benchmark(tmp_path, monkeypatch):
+    """``bench.train`` (a function: the training module is bench.trainer) configures a method as ``bench run``
+    does; ``probe=False`` gives the run folder, which ``bench.evaluate`` and ``bench probe`` score on the
+    benchmark in its run.json when none is given."""
+    import bench.trainer
+    from bench.cli import main
+    assert callable(bench.train) and bench.trainer.SSLModule.__name__ == "SSLModule"
+    kw = dict(runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False, log=None, seed=3,
+              backbone_kwargs={"stem": "imagenet"})  # a random-init resnet18, cheap at 32 px
+    rec = bench.train("random", "imagenette-mini-v1", probes=("knn",), results_dir=tmp_path / "res", **kw)
+    assert rec.method == "random" and rec.seed == 3 and rec.config["backbone"] == "resnet18"
+    assert [r.run_id for r in load_records(tmp_path / "res")] == [rec.run_id]
+    run_dir = bench.train("random", "imagenette-mini-v1", probe=False, **kw)
+    assert run_dir.parent.name == "imagenette-mini-v1" and (run_dir / "encoder.pt").is_file()
+    again = bench.evaluate(run_dir, probes=("knn",), cache_dir=tmp_path / "cache")  # no benchmark: the run's
+    assert again.benchmark.name == "imagenette-mini" and again.origin == "trained" and again.scores == rec.scores
+    import bench.runner
+    seen = []  # `bench probe RUN_DIR` goes through bench.evaluate too (the full probe set: not run again here)
+    monkeypatch.setattr(bench.runner, "probe_run", lambda run, b, **k: seen.append((run, b.id, k["results_dir"]))
+                        or again)
+    assert main(["probe", str(run_dir), "--results", str(tmp_path / "res2")]) == 0
+    assert seen == [(run_dir, "imagenette-mini-v1", str(tmp_path / "res2"))]
+    with pytest.raises(BenchError, match="config overrides .* go with a method name"):
+        bench.train(bench.config.make_config("random"), "imagenette-mini-v1", epochs=1)

@@ -99,7 +99,7 @@ def test_debug_cluster_runs_the_job_in_process(tmp_path, cli_args, monkeypatch, 
 def test_time_limit_warning_requeues_as_resume(tmp_path, tiny_folder, cli_args, monkeypatch):
     """USR2 mid-epoch (SLURM's warning before the time limit): training stops with last.ckpt at that step,
     submitit's handler is asked to requeue, and the requeued job (checkpoint()) finishes the run."""
-    from bench.train import SSLModule
+    from bench.trainer import SSLModule
 
     original = SSLModule.on_train_batch_end
 

@@ -17,7 +17,7 @@ from bench.monitors import collapse_metrics, is_collapsed
 from bench.records import load_records
 from bench.runner import load_benchmark_data, train_run
 from bench.schedules import cosine_schedule
-from bench.train import fit, warmup_cosine
+from bench.trainer import fit, warmup_cosine
 
 NAN_PLUGIN = '''
 import torch
@@ -227,7 +227,7 @@ def test_trained_simclr_beats_random_init_on_knn(tmp_path, mini):
 
 
 def test_bf16_on_a_cpu_without_native_bf16_warns_that_fp32_is_faster(monkeypatch):
-    import bench.train as train
+    import bench.trainer as train
     from bench.backbones import create_backbone
     from methods import get_method
     method = get_method("simclr")(create_backbone("resnet18", 32, stem="small"))

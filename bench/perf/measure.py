@@ -1,6 +1,6 @@
 """The measurements of ``bench perf``; each returns a plain dict of numbers (seconds, items per second).
 
-- ``train_step``: images/s of the harness's training step (``bench.train.fit``: Lightning + SSLModule with its
+- ``train_step``: images/s of the harness's training step (``bench.trainer.fit``: Lightning + SSLModule with its
   online probe, monitors, logging and checkpointing) against a bare PyTorch loop running the same method,
   optimiser, lr schedule and batched augmentation on the same data. Only steps after the warm-up are timed, from
   the start of the first timed step to the end of the last (both sides include the batch fetches in between).
@@ -82,11 +82,11 @@ def _fake_data(opts: PerfOptions, cfg: TrainConfig, n: int, classes: int = 10) -
 
 
 def _harness(opts: PerfOptions, cfg: TrainConfig, images, labels) -> float:
-    """Seconds for ``opts.steps`` steps of ``bench.train.fit`` after ``opts.warmup`` untimed ones."""
+    """Seconds for ``opts.steps`` steps of ``bench.trainer.fit`` after ``opts.warmup`` untimed ones."""
     from lightning.pytorch.callbacks import Callback
 
     from bench.runner import build_method
-    from bench.train import fit
+    from bench.trainer import fit
 
     device = _device()
 
@@ -116,7 +116,7 @@ def _bare(opts: PerfOptions, cfg: TrainConfig, images, labels, loader=None, to_v
     from bench.augment import ViewAugmenter
     from bench.runner import build_method
     from bench.cpu_bf16 import FastCPUBF16
-    from bench.train import SSLModule, _precision, step_seed, train_loader, uses_channels_last, widens_cpu_bf16
+    from bench.trainer import SSLModule, _precision, step_seed, train_loader, uses_channels_last, widens_cpu_bf16
     from methods.base import split_loss
 
     device = _device()
@@ -189,7 +189,7 @@ def _views(cfg: TrainConfig) -> int:
 def data_pipeline(opts: PerfOptions) -> dict:
     """uint8 images -> epoch sampler batches -> batched kornia views on the training device."""
     from bench.augment import ViewAugmenter
-    from bench.train import train_loader
+    from bench.trainer import train_loader
     from methods import get_method
 
     device = _device()

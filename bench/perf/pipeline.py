@@ -3,7 +3,7 @@
 Both train the same method (default SimCLR with its recipe: resnet18, LARS, precision), batch and image size on
 the same JPEG files (a synthetic tree of ``opts.pipeline_source_px`` px photos, as many as the timed steps need):
 
-- **harness**: ``bench.train.fit`` (Lightning) on the split decoded once into the uint8 cache, with the batched
+- **harness**: ``bench.trainer.fit`` (Lightning) on the split decoded once into the uint8 cache, with the batched
   augmentation of :mod:`bench.augment` on the training device;
 - **conventional**: what lightly and solo-learn do: ``torchvision.datasets.ImageFolder`` with per-sample
   ``torchvision.transforms.v2`` (the same RandomResizedCrop, flip, colour jitter and grayscale as the method's
@@ -71,7 +71,7 @@ def _augment_ms(opts, cfg, images, labels) -> float:
     """ms per batch of the batched augmentation alone (after one warm-up batch), on the training device."""
     from bench.augment import ViewAugmenter
     from bench.perf.measure import _device, _sync
-    from bench.train import train_loader
+    from bench.trainer import train_loader
     from methods import get_method
     device = _device()
     augment = ViewAugmenter(get_method(cfg.method).views, cfg.img_size).to(device)
