@@ -86,7 +86,7 @@ class FewShotResult:
 
 def fewshot_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                   test_labels: torch.Tensor, protocol, *, num_classes: int, ks=FEWSHOT_KS, draws: int = FEWSHOT_DRAWS,
-                  device=None) -> FewShotResult:
+                  min_steps: int = FEWSHOT_MIN_STEPS, device=None) -> FewShotResult:
     """k-shot linear probes on frozen features with ``protocol``'s linear grid (see the module docstring)."""
     seed = protocol.split_seed
     pool, reserve = holdout_split(train_labels, protocol.holdout_frac, seed)
@@ -96,7 +96,7 @@ def fewshot_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fe
             s = draw_seed(seed, k, d)
             idx = draw_shots(train_labels, pool, k, s)
             steps_per_epoch = math.ceil(len(idx) / protocol.linear_batch_size)
-            epochs = max(protocol.linear_epochs, math.ceil(FEWSHOT_MIN_STEPS / steps_per_epoch))
+            epochs = max(protocol.linear_epochs, math.ceil(min_steps / steps_per_epoch))
             hold = (train_feats[reserve], train_labels[reserve]) if k == 1 else None
             r = linear_probe(train_feats[idx], train_labels[idx], test_feats, test_labels, lrs=protocol.linear_lr,
                              wds=protocol.linear_wd, epochs=epochs, batch_size=protocol.linear_batch_size,

@@ -33,14 +33,16 @@ def test_unknown_section_is_a_clear_error(tmp_path, capsys):
 def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "perf.json"
     assert main(["perf", "--quick", "--batch-size", "4", "--img-size", "16", "--warmup", "1", "--steps", "1",
-                 "--data-batches", "1", "--probe-samples", "64", "--probe-epochs", "1", "--knn-size", "200",
+                 "--data-batches", "1", "--probe-samples", "64", "--probe-epochs", "1", "--probe-images", "30",
+                 "--knn-size", "200",
                  "--knn-dim", "8", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     for row in ("harness step", "bare PyTorch loop", "data pipeline", "20-member grid", "k-NN faiss",
-                "harness_vs_bare", "grid20_vs_grid1", "faiss_speedup"):
+                "harness_vs_bare", "grid20_vs_grid1", "faiss_speedup", "probes_vs_extraction",
+                "imagenette-mini-v1: extraction", "imagenette-mini-v1: fewshot"):
         assert row in text
     report = json.loads(out.read_text())
-    assert set(report["ratios"]) == {"harness_vs_bare", "grid20_vs_grid1", "faiss_speedup"}
+    assert set(report["ratios"]) == {"harness_vs_bare", "grid20_vs_grid1", "faiss_speedup", "probes_vs_extraction"}
     for r in report["ratios"].values():
         assert r["value"] > 0 and isinstance(r["met"], bool) and r["target"]
     t = report["train"]
@@ -48,6 +50,10 @@ def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     assert t["harness_images_per_s"] > 0 and t["bare_images_per_s"] > 0
     assert report["knn"]["top1_agreement"] == 1.0 and report["knn"]["train"] == 200
     assert report["probe"]["grid1_s"] > 0 and report["data"]["views_per_s"] > 0
+    p = report["probe"]  # one benchmark's extraction against each of its probes (+ few-shot, estimators)
+    assert p["benchmark"] == "imagenette-mini-v1" and p["images"] == {"train": 30, "val": 30}
+    assert set(p["seconds"]) == {"features", "tokens", "knn", "linear", "attentive", "fewshot", "estimators"}
+    assert p["probes_vs_extraction"] == pytest.approx(p["probes_s"] / p["extraction_s"])
     assert report["env"]["torch"] == torch.__version__ and "loadavg_start" in report
 
 
