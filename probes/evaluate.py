@@ -79,7 +79,8 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
             res = _fit_probe(name, tr_tok, te_tok, train.labels, test.labels, protocol, common, device)
         elif name == "fewshot":
             scores, holdout, selected, report["fewshot"] = fewshot_probe(
-                tr, train.labels, te, test.labels, protocol, num_classes=len(train.classes), device=device).report()
+                tr, train.labels, te, test.labels, protocol, num_classes=len(train.classes), holdout=common["holdout"],
+                device=device).report()
             times[name] = time.perf_counter() - start
             log("probe fewshot top1 " + " ".join(f"{k.split('_')[1]}-shot {v:.1f}" for k, v in scores.items()
                                                   if k.endswith("_top1")) + f" {times[name]:.0f}s")

@@ -4,7 +4,8 @@
 Protocol (no eval label is ever read before the single scoring of the chosen probe):
 
 - train is split once by :func:`probes.selection.holdout_split` (the benchmark's ``holdout_frac`` and
-  ``split_seed``) into a *pool* the shots are drawn from and a *reserve* they never come from;
+  ``split_seed``, or the dataset's own val rows where it has them) into a *pool* the shots are drawn from and
+  a *reserve* they never come from;
 - draw d of k shots takes, per class, k pool rows in the order of a permutation seeded by
   :func:`draw_seed` (``split_seed``, k, d): fixed by the benchmark, the same for every encoder;
 - (lr, wd) are chosen from the benchmark's linear grid on a hold-out *inside the shots* (the linear probe's own
@@ -86,10 +87,13 @@ class FewShotResult:
 
 def fewshot_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                   test_labels: torch.Tensor, protocol, *, num_classes: int, ks=FEWSHOT_KS, draws: int = FEWSHOT_DRAWS,
-                  min_steps: int = FEWSHOT_MIN_STEPS, device=None) -> FewShotResult:
-    """k-shot linear probes on frozen features with ``protocol``'s linear grid (see the module docstring)."""
+                  min_steps: int = FEWSHOT_MIN_STEPS, holdout: torch.Tensor | None = None,
+                  device=None) -> FewShotResult:
+    """k-shot linear probes on frozen features with ``protocol``'s linear grid (see the module docstring).
+    ``holdout``: the dataset's own selection rows of train (its val split, ``TorchvisionData.holdout``): then
+    they are the reserve and the shots come from the other rows."""
     seed = protocol.split_seed
-    pool, reserve = holdout_split(train_labels, protocol.holdout_frac, seed)
+    pool, reserve = holdout_split(train_labels, protocol.holdout_frac, seed, holdout)
     res = FewShotResult()
     for k in ks:
         for d in range(draws):
@@ -97,11 +101,11 @@ def fewshot_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fe
             idx = draw_shots(train_labels, pool, k, s)
             steps_per_epoch = math.ceil(len(idx) / protocol.linear_batch_size)
             epochs = max(protocol.linear_epochs, math.ceil(min_steps / steps_per_epoch))
-            hold = (train_feats[reserve], train_labels[reserve]) if k == 1 else None
+            select_on = (train_feats[reserve], train_labels[reserve]) if k == 1 else None
             r = linear_probe(train_feats[idx], train_labels[idx], test_feats, test_labels, lrs=protocol.linear_lr,
                              wds=protocol.linear_wd, epochs=epochs, batch_size=protocol.linear_batch_size,
                              holdout_frac=protocol.holdout_frac, seed=seed, num_classes=num_classes, device=device,
-                             holdout=hold)
+                             select_on=select_on)
             for store, value in ((res.top1, r.top1), (res.top5, r.top5), (res.holdout_top1, r.holdout_top1),
                                  (res.selected, r.selected),
                                  (res.draws, {"seed": s, "shots": len(idx), "sha256": indices_sha256(idx)})):

@@ -53,9 +53,9 @@ def test_one_shot_selects_on_the_reserve_and_more_shots_inside_the_shots(monkeyp
     seen = []
     real = fewshot.linear_probe
 
-    def spy(train_feats, train_labels, *args, holdout=None, **kw):
-        seen.append((len(train_feats), holdout))
-        return real(train_feats, train_labels, *args, holdout=holdout, **kw)
+    def spy(train_feats, train_labels, *args, select_on=None, **kw):
+        seen.append((len(train_feats), select_on))
+        return real(train_feats, train_labels, *args, select_on=select_on, **kw)
 
     monkeypatch.setattr(fewshot, "linear_probe", spy)
     res = fewshot_probe(x, y, xt, yt, PROTOCOL, ks=(1, 5), **FAST)
