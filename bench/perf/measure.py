@@ -264,6 +264,8 @@ def probe_costs(opts: PerfOptions) -> dict:
 
 def probe_section(opts: PerfOptions) -> dict:
     """``bench perf --only probe``: the linear grid's 1 vs 20 members, and :func:`probe_costs`."""
+    from bench.benchmarks import get_benchmark
+    get_benchmark(opts.probe_benchmark)  # an unknown id fails before anything is timed
     return {**linear_grid(opts), **probe_costs(opts)}
 
 
