@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "headline_of", "score_keys", "tex_document",
-           "tex_escape"]
+__all__ = ["fmt_ci", "fmt_count", "fmt_duration", "fmt_params", "fmt_pm", "fmt_tau", "headline_of", "score_keys",
+           "tex_document", "tex_escape"]
 
 
 def score_keys(df: pd.DataFrame) -> list[str]:
@@ -42,6 +42,13 @@ def fmt_duration(s: float) -> str:
     if pd.isna(s):
         return "–"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def fmt_tau(entry: dict) -> str:
+    """A rank correlation ``{tau, n, p}``: ``tau +0.47 (n=6, p=0.27)``; ``tau – (n=1)`` where it is undefined."""
+    tau = "–" if pd.isna(entry["tau"]) else f"{entry['tau']:+.2f}"
+    p = f", p={entry['p']:.2g}" if entry.get("p") is not None else ""
+    return f"tau {tau} (n={entry['n']}{p})"
 
 
 def fmt_count(x: float) -> str:

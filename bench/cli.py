@@ -455,11 +455,11 @@ def cmd_perf(args) -> int:
                         precision=args.precision, frames=args.frames, img_size=args.img_size,
                         batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,
                         repeats=args.repeats, progress_bar=True if args.progress_bar else None,
-                        data_batches=args.data_batches, decode_images=args.decode_images,
-                        decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
-                        pipeline_source_px=args.pipeline_source_px,
-                        probe_samples=args.probe_samples,
-                        probe_epochs=args.probe_epochs, knn_train=args.knn_size, knn_queries=args.knn_size,
+                         data_batches=args.data_batches, decode_images=args.decode_images,
+                         decode_size=args.decode_size, cache_rows=_int_pair(args.cache_rows, "--cache-rows"),
+                         pipeline_source_px=args.pipeline_source_px, probe_samples=args.probe_samples,
+                         probe_epochs=args.probe_epochs, probe_benchmark=args.probe_benchmark,
+                         probe_images=args.probe_images, knn_train=args.knn_size, knn_queries=args.knn_size,
                         knn_dim=args.knn_dim)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else SECTIONS
     report = run_perf(opts, sections, log=lambda msg: out(msg, style="dim"))
@@ -778,6 +778,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "the data section compares (default 2000,16000)")
     p.add_argument("--probe-samples", type=int, default=None, help="features for the linear-grid timing (default 10000)")
     p.add_argument("--probe-epochs", type=int, default=None, help="linear-probe epochs (default 5)")
+    p.add_argument("--probe-benchmark", default=None, help="benchmark whose probes are timed against its feature "
+                   "extraction, random-init encoder (default imagenette-mini-v1)")
+    p.add_argument("--probe-images", type=int, default=None, help="time the probes on a fixed draw of at most this "
+                   "many images per split (default all; --quick 500)")
     p.add_argument("--knn-size", type=int, default=None, help="k-NN train and query rows (default 50000)")
     p.add_argument("--knn-dim", type=int, default=None, help="k-NN feature dimension (default 384)")
     p.set_defaults(func=cmd_perf)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.cells import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, headline_of, score_keys, tex_document,
-                         tex_escape)
+from bench.cells import (fmt_ci, fmt_count, fmt_duration, fmt_params, fmt_pm, fmt_tau, headline_of, score_keys,
+                         tex_document, tex_escape)
 from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_many
+from bench.rank_agreement import estimator_agreement
 from bench.records import Erratum, RunRecord, check_benchmark_id, config_hash, load_errata, load_records
 
 __all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "csv_safe", "dedupe_records", "leaderboard_from_results",
@@ -84,6 +85,8 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     <score>_ci95, ..., params, images_seen, wall_time_s, hardware, run_ids``; sorted by the headline mean
     (descending). std uses ddof=1; ci95 is the Student-t half-width (both NaN for n=1). ``df.attrs["headline"]``
     names the headline score; ``run_ids`` is space-separated; ``label`` is :func:`method_label`.
+    ``df.attrs["estimator_tau"]``: each label-free estimator's Kendall tau with the headline over the rows
+    (:func:`bench.rank_agreement.estimator_agreement`).
     Runs with an ``exclude`` erratum are left out; ``df.attrs["errata"]`` lists one line per erratum that touches
     the benchmark's records."""
     errata = errata or {}
@@ -137,7 +140,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
     df = pd.DataFrame(out).sort_values(f"{headline}_mean", ascending=False, na_position="last", kind="stable")
     df["rank"] = df[f"{headline}_mean"].rank(ascending=False, method="min").astype("Int64")
     df = df.reset_index(drop=True)[columns]
-    df.attrs.update(attrs)
+    df.attrs.update(attrs, estimator_tau=estimator_agreement(df, recs, headline))
     return df
 
 
@@ -250,6 +253,15 @@ def grid_edge_notes(spec, records: list[RunRecord]) -> list[str]:
             for (key, axis, v, side, values), rs in sorted(hits.items(), key=lambda kv: (*kv[0][:2], -len(kv[1])))]
 
 
+def estimator_lines(df: pd.DataFrame) -> list[str]:
+    """The markdown section of :func:`bench.rank_agreement.estimator_agreement`; [] without estimators."""
+    taus = df.attrs.get("estimator_tau") or []
+    if not taus:
+        return []
+    return ["", f"Label-free estimators vs {headline_of(df)} (Kendall tau-b over the rows, each row's mean "
+            f"estimator; n rows):", "", *(f"- {t['estimator']}: {fmt_tau(t)}" for t in taus)]
+
+
 def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
                        records: list[RunRecord] | None = None, record_href: dict[str, str] | None = None,
                        standalone: bool = False, notes: list[str] = ()) -> str:
@@ -271,6 +283,7 @@ def render_leaderboard(df: pd.DataFrame, fmt: str, title: str | None = None, *,
             lines += ["", "Notes:", "", *(f"- {n}" for n in df.attrs["notes"])]
         if df.attrs.get("errata"):
             lines += ["", "Errata (results/errata.yaml):", "", *(f"- {n}" for n in df.attrs["errata"])]
+        lines += estimator_lines(df)
         if notes:
             lines += ["", "Selected at an edge of the protocol's probe grid (the best value may lie outside it; "
                       "the next benchmark version should widen the grid):", "", *(f"- {n}" for n in notes)]

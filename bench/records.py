@@ -25,7 +25,8 @@ from bench.errors import BenchError
 from bench.io import atomic_write_json
 
 __all__ = ["PLAIN_NAME", "BenchmarkRef", "DataRef", "Erratum", "RunRecord", "check_benchmark_id", "collect_env",
-           "collect_hardware", "config_hash", "git_sha", "load_errata", "load_record", "load_records", "new_run_id", "write_record"]
+           "collect_hardware", "config_hash", "git_sha", "load_errata", "load_record", "load_records", "new_run_id",
+           "probe_fields", "write_record"]
 
 ERRATA_FILE = "errata.yaml"
 #: what a run_id or a benchmark id may be: each names a file or folder (no path separators, no leading dot)
@@ -94,6 +95,15 @@ class RunRecord(_Strict):
     selected: dict[str, dict[str, Any]]
     holdout: dict[str, float] = {}
     monitors: dict[str, float] = {}
+    #: seconds per step of probing: ``features`` (extraction), ``tokens``, each probe, ``estimators``; they sum to
+    #: probe_time_s ({} in records written before it existed)
+    probe_times_s: dict[str, float] = {}
+    #: label-free quality estimators of the frozen features (``probes.estimators``: rankme, alpha_req, lidar) and
+    #: what they were computed on (split, rows, LiDAR's images x views and augmentation); {} in older records
+    estimators: dict[str, float] = {}
+    estimators_setup: dict[str, Any] = {}
+    #: the few-shot probe's per-draw scores, chosen hyper-parameters and shot draws (``probes.fewshot``)
+    fewshot: dict[str, Any] = {}
     error: str | None = None
     created_at: str
     # one entry per training session of the run (a start, then each resume): started_at, ended_at (absent if
@@ -131,6 +141,16 @@ class RunRecord(_Strict):
         if self.status == "failed" and not self.error:
             raise ValueError("a record with status 'failed' needs an error message")
         return self
+
+
+def probe_fields(report: dict) -> dict:
+    """The RunRecord fields of a ``probes.evaluate.evaluate_encoder`` report: scores, selected, holdout, the
+    probing time (total and per step), the label-free estimators and the few-shot details."""
+    times = {k: round(v, 3) for k, v in report.get("probe_time_s", {}).items()}
+    return dict(scores=report["scores"], selected=report["selected"], holdout=report.get("holdout", {}),
+                probe_time_s=sum(report.get("probe_time_s", {}).values()), probe_times_s=times,
+                estimators=report.get("estimators", {}), estimators_setup=report.get("estimators_setup", {}),
+                fewshot=report.get("fewshot", {}))
 
 
 def config_hash(config: dict) -> str:

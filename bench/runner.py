@@ -32,7 +32,7 @@ from bench.errors import BenchError, ConfigError, DataError, TrainingError
 from bench.io import (atomic_torch_save, atomic_write_json, checksum_path, read_torch_data,
                       remove_orphan_temps, verify_checksum)
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash,
-                           git_sha, new_run_id, write_record)
+                           git_sha, new_run_id, probe_fields, write_record)
 from bench.runs import read_run_json, resume_info, run_lock
 from methods import get_method
 from methods.base import Method
@@ -358,11 +358,8 @@ def probe_run(run_dir: str | Path, benchmark: Benchmark, *, results_dir: str | P
     record = RunRecord(
         **_record_base(info, benchmark, data), status="collapsed" if train["collapsed"] else "ok",
         wall_time_s=train["train_time_s"] + time.perf_counter() - start, train_time_s=train["train_time_s"],
-        probe_time_s=sum(report.get("probe_time_s", {}).values()), images_seen=images,
-        views_seen=views or 0,
-        params=sum(p.numel() for p in encoder.parameters()),
-        epochs=train["epochs"], scores=report["scores"], selected=report["selected"],
-        holdout=report.get("holdout", {}), monitors=train["monitors"], training=train.get("segments", []),
+        images_seen=images, views_seen=views or 0, params=sum(p.numel() for p in encoder.parameters()),
+        epochs=train["epochs"], **probe_fields(report), monitors=train["monitors"], training=train.get("segments", []),
     )
     if results_dir is not None:
         write_record(record, results_dir)

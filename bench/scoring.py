@@ -17,7 +17,7 @@ from torch import nn
 from bench.benchmarks import Benchmark, get_benchmark
 from bench.errors import BenchError
 from bench.records import (BenchmarkRef, DataRef, RunRecord, collect_env, collect_hardware, config_hash, git_sha,
-                           new_run_id, write_record)
+                           new_run_id, probe_fields, write_record)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,9 +119,8 @@ def evaluate(encoder_or_spec: nn.Module | str | Path, benchmark: Benchmark | str
         data=DataRef(spec=bench.data, fingerprint=data.fingerprint), seed=0, config=config,
         config_hash=config_hash(config), git_sha=git_sha(REPO_ROOT), env=collect_env(), hardware=collect_hardware(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        wall_time_s=time.perf_counter() - start, probe_time_s=sum(report.get("probe_time_s", {}).values()),
-        images_seen=None, params=sum(p.numel() for p in encoder.parameters()), scores=report["scores"],
-        selected=report["selected"], holdout=report.get("holdout", {}), origin="external", model=info)
+        wall_time_s=time.perf_counter() - start, **probe_fields(report),
+        images_seen=None, params=sum(p.numel() for p in encoder.parameters()), origin="external", model=info)
     if results_dir is not None:
         write_record(record, results_dir)
     return record

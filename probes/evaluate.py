@@ -9,12 +9,14 @@ from torch import nn
 
 from bench.errors import ConfigError
 from probes.attentive import attentive_probe
+from probes.estimators import estimate
 from probes.features import extract_features
+from probes.fewshot import fewshot_probe
 from probes.knn import knn_probe
 from probes.linear import linear_probe
 from probes.lowshot import LOWSHOT_PROBES, lowshot_probe
 
-PROBES = ("knn", "linear", "attentive", *LOWSHOT_PROBES)
+PROBES = ("knn", "linear", "attentive", "fewshot", *LOWSHOT_PROBES)
 
 
 def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, device=None,
@@ -24,7 +26,12 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     scored once on ``test``. ``train``/``test`` are
     ``bench.data.ImageData`` (or ``ClipData``: clips, pooled clip features for k-NN / linear, all tubelet
     tokens for the attentive probe); ``protocol`` a ``bench.benchmarks.Benchmark``. ``log`` gets a line when
-    feature extraction starts and ends and one per probe as it finishes (``None``: silent)."""
+    feature extraction starts and ends and one per probe as it finishes (``None``: silent).
+
+    Every encoder also gets the label-free estimators of :mod:`probes.estimators` (RankMe, alpha-ReQ on the
+    train features, LiDAR on augmented views of a fixed train subset): ``report["estimators"]`` and their
+    ``estimators_setup``. ``report["probe_time_s"]`` has the seconds of feature extraction (``features``,
+    ``tokens``), of each probe and of the estimators."""
     log = log or (lambda msg: None)
     probes = tuple(probes or getattr(protocol, "probes", ("knn", "linear")))
     unknown = [p for p in probes if p not in PROBES]
@@ -34,7 +41,7 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     start = time.perf_counter()
     kw = dict(img_size=protocol.img_size, crop_pct=protocol.crop_pct, device=device, cache_dir=cache_dir)
     # low-shot-only protocols never need the features of all of train
-    need_train = bool({"knn", "linear"} & set(probes))
+    need_train = bool({"knn", "linear", "fewshot"} & set(probes))
     log(f"features: {_splits(train, test, need_train)} at {protocol.img_size} px ...")
     tr = extract_features(encoder, train.images, data_key=f"{train.split}:{train.fingerprint}", **kw) \
         if need_train else None
@@ -45,6 +52,15 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
     common = dict(holdout_frac=protocol.holdout_frac, seed=protocol.split_seed, num_classes=len(train.classes),
                   holdout=getattr(train, "holdout", None))
     report: dict = {"scores": {}, "selected": {}, "holdout": {}, "probe_time_s": times}
+    start = time.perf_counter()
+    src = train if tr is not None else test  # low-shot protocols: the eval split's features (no label is read)
+    report["estimators"], report["estimators_setup"] = estimate(
+        encoder, src.images, tr if tr is not None else te, img_size=protocol.img_size, crop_pct=protocol.crop_pct,
+        seed=protocol.split_seed, split=src.split, device=device, cache_dir=cache_dir,
+        data_key=f"{src.split}:{src.fingerprint}")
+    times["estimators"] = time.perf_counter() - start
+    log("estimators: " + " ".join(f"{k} {v:.2f}" for k, v in report["estimators"].items())
+        + f" {times['estimators']:.0f}s")
     tr_tok = te_tok = None
     for name in probes:
         start = time.perf_counter()
@@ -62,6 +78,17 @@ def evaluate_encoder(encoder: nn.Module, train, test, protocol, probes=None, dev
             log(f"tokens: {tr_tok.shape[1]} x {tr_tok.shape[2]}-d per image, {times['tokens']:.0f}s")
             start = time.perf_counter()
             res = _fit_probe(name, tr_tok, te_tok, train.labels, test.labels, protocol, common, device)
+        elif name == "fewshot":
+            scores, holdout, selected, report["fewshot"] = fewshot_probe(
+                tr, train.labels, te, test.labels, protocol, num_classes=len(train.classes), holdout=common["holdout"],
+                device=device).report()
+            times[name] = time.perf_counter() - start
+            log("probe fewshot top1 " + " ".join(f"{k.split('_')[1]}-shot {v:.1f}" for k, v in scores.items()
+                                                  if k.endswith("_top1")) + f" {times[name]:.0f}s")
+            report["scores"].update(scores)
+            report["holdout"].update(holdout)
+            report["selected"].update(selected)
+            continue
         elif name in LOWSHOT_PROBES:
             res = lowshot_probe(encoder, train, test, te, protocol, LOWSHOT_PROBES[name], train_feats=tr,
                                 device=device, cache_dir=cache_dir)

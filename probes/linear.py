@@ -70,20 +70,26 @@ def _standardise(fit: torch.Tensor, *others: torch.Tensor):
 
 def linear_probe(train_feats, train_labels, test_feats, test_labels, *, lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
                  wds=(0.0, 1e-3, 1e-2, 1e-1), epochs: int = 30, batch_size: int = 256, holdout_frac: float = 0.1,
-                 seed: int = 0, num_classes: int | None = None, device=None, holdout: torch.Tensor | None = None) -> ProbeResult:
+                 seed: int = 0, num_classes: int | None = None, device=None, holdout: torch.Tensor | None = None,
+                 select_on: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     """Select (lr, wd) on a hold-out of train (``holdout``: these rows), refit the chosen probe on all train, score
-    test once."""
+    test once. ``select_on`` (features, labels): select on these rows instead, the grid fit on all of train (a
+    train set with nothing to spare, e.g. one shot per class; rows that are neither train nor test rows)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     num_classes = num_classes or int(train_labels.max()) + 1
     x, y = train_feats.float().to(device), train_labels.to(device)
-    fit, hold = holdout_split(train_labels, holdout_frac, seed, holdout)
-    fit, hold = fit.to(device), hold.to(device)
+    if select_on is None:
+        fit, hold = holdout_split(train_labels, holdout_frac, seed, holdout)
+        fit, hold = fit.to(device), hold.to(device)
+        xf, xh, yf, yh = *_standardise(x[fit], x[hold]), y[fit], y[hold]
+    else:
+        xf, xh = _standardise(x, select_on[0].float().to(device))
+        yf, yh = y, select_on[1].to(device)
     points = [(lr, wd) for lr in lrs for wd in wds]
-    xf, xh = _standardise(x[fit], x[hold])
-    w, b = train_linear_grid(xf, y[fit], torch.tensor([p[0] for p in points]), torch.tensor([p[1] for p in points]),
+    w, b = train_linear_grid(xf, yf, torch.tensor([p[0] for p in points]), torch.tensor([p[1] for p in points]),
                              num_classes, epochs=epochs, batch_size=batch_size, seed=seed)
     hold_logits = grid_logits(xh, w, b)
-    grid = {f"lr={lr},wd={wd}": topk_accuracy(hold_logits[:, i].cpu(), y[hold].cpu(), ks=(1,))[0]
+    grid = {f"lr={lr},wd={wd}": topk_accuracy(hold_logits[:, i].cpu(), yh.cpu(), ks=(1,))[0]
             for i, (lr, wd) in enumerate(points)}
     best = pick_best(grid)
     lr, wd = points[list(grid).index(best)]

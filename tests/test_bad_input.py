@@ -384,6 +384,8 @@ CASES = {
     "suite with datasets missing": (lambda t: _eval(t, "--suite", "transfer-small-v1", "--datasets-root", str(t)),
                                     "suite transfer-small-v1 lacks 6 of its 6 datasets (flowers102-v1"),
     "unknown suite": (lambda t: _eval(t, "--suite", "transfr-v1"), "unknown suite 'transfr-v1'"),
+    "perf: unknown probe benchmark": (lambda t: ["perf", "--only", "probe", "--probe-benchmark", "imagenette-mini-v9",
+                                                 "--out", str(t / "perf.json")], "unknown benchmark 'imagenette-mini-v9'"),
     "--allow-missing without --suite": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--allow-missing"),
                                         "--allow-missing goes with --suite"),
     "suite leaderboard without records": (lambda t: ["leaderboard", "transfer-v1", "--results", str(t / "none")],

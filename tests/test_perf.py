@@ -50,17 +50,17 @@ def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "perf.json"
     assert main(["perf", "--quick", "--batch-size", "4", "--img-size", "16", "--warmup", "1", "--steps", "1",
                  "--data-batches", "1", "--decode-images", "6", "--decode-size", "16", "--cache-rows", "10,80",
-                 "--pipeline-source-px", "24", "--probe-samples", "64", "--probe-epochs", "1", "--knn-size", "200",
-                 "--knn-dim", "8", "--out", str(out)]) == 0
+                 "--pipeline-source-px", "24", "--probe-samples", "64", "--probe-epochs", "1", "--probe-images", "30",
+                 "--knn-size", "200", "--knn-dim", "8", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     for row in ("harness step", "bare PyTorch loop", "data pipeline", "20-member grid", "k-NN faiss",
                 "decode, 1 worker", "open cached split", "conventional pipeline", "harness_vs_bare", "grid20_vs_grid1",
-                "faiss_speedup",
-                "decode_speedup", "load_large_vs_small"):
+                "faiss_speedup", "decode_speedup", "load_large_vs_small", "probes_vs_extraction",
+                "imagenette-mini-v1: extraction", "imagenette-mini-v1: fewshot"):
         assert row in text
     report = json.loads(out.read_text())
     assert set(report["ratios"]) == {"harness_vs_bare", "grid20_vs_grid1", "faiss_speedup", "decode_speedup",
-                                     "load_large_vs_small", "harness_vs_conventional"}
+                                     "load_large_vs_small", "harness_vs_conventional", "probes_vs_extraction"}
     for r in report["ratios"].values():
         assert r["value"] > 0 and isinstance(r["met"], bool) and r["target"]
     t = report["train"]
@@ -71,6 +71,10 @@ def test_perf_quick_tiny_end_to_end(tmp_path, capsys):
     dec, load = report["data"]["decode"], report["data"]["cache_load"]
     assert dec["images"] == 6 and dec["size"] == 16 and dec["identical_rows"] is True and dec["images_per_s"]["1"] > 0
     assert [e["rows"] for e in load["entries"]] == [10, 80] and load["size_ratio"] > 7
+    p = report["probe"]  # one benchmark's extraction against each of its probes (+ few-shot, estimators)
+    assert p["benchmark"] == "imagenette-mini-v1" and p["images"] == {"train": 30, "val": 30}
+    assert set(p["seconds"]) == {"features", "tokens", "knn", "linear", "attentive", "fewshot", "estimators"}
+    assert p["probes_vs_extraction"] == pytest.approx(p["probes_s"] / p["extraction_s"])
     assert report["env"]["torch"] == torch.__version__ and "loadavg_start" in report
 
 
@@ -91,7 +95,7 @@ def test_conventional_transform_makes_the_views_the_method_asks_for():
 
     from bench.augment import IMAGENET_MEAN, IMAGENET_STD, ViewSpec
     from bench.perf.pipeline import MultiView, conventional_transform
-    spec = ViewSpec.simclr(size=12)
+    spec = ViewSpec(size=12, jitter_p=0.0)  # crop, flip, grayscale leave a white image white; jitter need not
     views = MultiView([conventional_transform(spec, IMAGENET_MEAN, IMAGENET_STD)] * 2)(
         Image.fromarray(np.full((40, 30, 3), 255, np.uint8)))
     assert len(views) == 2 and all(v.shape == (3, 12, 12) and v.dtype == torch.float32 for v in views)

@@ -266,7 +266,8 @@ def test_evaluate_encoder_with_a_plain_protocol_defaults_to_knn_and_linear():
     report = evaluate_encoder(CountingEncoder(), data, test, protocol)
     assert set(report["scores"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
     assert report["selected"]["knn"]["k"] in (3, 5) and report["selected"]["linear"]["lr"] == 0.1
-    assert set(report["probe_time_s"]) == {"features", "knn", "linear"}
+    assert set(report["probe_time_s"]) == {"features", "knn", "linear", "estimators"}
+    assert set(report["estimators"]) == {"rankme", "alpha_req", "lidar"}
 
 
 def test_feature_cache_separates_same_weights_different_forward(tmp_path):

@@ -29,9 +29,10 @@ def test_external_encoder_record_row_and_feature_cache(tmp_path, monkeypatch):
     assert rec.model["weights"]["layout"] == "lightning" and len(rec.model["weights"]["sha256"]) == 64
     assert rec.images_seen is None and rec.epochs == 0 and rec.train_time_s == 0.0  # not invented
     assert 0 <= rec.scores["knn_top1"] <= 100 and set(rec.selected) == {"knn", "linear"}
-    assert len(calls) == 2  # train and val features
+    assert len(calls) == 3  # train and val features, LiDAR's augmented views of train images
     again = bench.evaluate("timm:resnet18", "imagenette-mini-v1", name="my-resnet", **kw)
-    assert len(calls) == 2 and again.scores == rec.scores  # cache hit: no feature extracted
+    assert len(calls) == 3 and again.scores == rec.scores  # cache hit: no feature extracted
+    assert again.estimators == rec.estimators
     assert again.config_hash == rec.config_hash
     df, _ = write_leaderboard("imagenette-mini-v1", tmp_path / "res", tmp_path / "lb", ("md",))
     assert list(df["label"]) == ["my-resnet"] and df.loc[0, "n"] == 1

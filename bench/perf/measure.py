@@ -6,6 +6,9 @@
   the start of the first timed step to the end of the last (both sides include the batch fetches in between).
 - ``data_pipeline``: the uint8 cache -> sampler -> batched kornia views path alone.
 - ``linear_grid``: wall time of ``probes.linear.train_linear_grid`` with 1 and with 20 (lr, wd) members.
+- ``probe_costs``: one benchmark's whole probe protocol on a random-init encoder (the benchmark's budget backbone):
+  seconds of feature extraction (pooled features + tokens) against each probe's grid (k-NN, linear, attentive,
+  few-shot draws) and the label-free estimators, as ``probes.evaluate.evaluate_encoder`` times them for records.
 - ``knn``: faiss (``probes.knn.knn_search``) against a brute-force torch k-NN (chunked matmul + topk).
 """
 
@@ -15,7 +18,7 @@ import contextlib
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -44,6 +47,8 @@ class PerfOptions:
     probe_dim: int = 512
     probe_classes: int = 10
     probe_epochs: int = 5
+    probe_benchmark: str = "imagenette-mini-v1"  # whose probes probe_costs times (embedded data: always there)
+    probe_images: int = 0           # a fixed draw of at most this many images per split (0: all)
     knn_train: int = 50_000
     knn_queries: int = 50_000
     knn_dim: int = 384
@@ -54,7 +59,7 @@ class PerfOptions:
 
 #: ``bench perf --quick``: about a minute on 2 CPU cores
 QUICK = dict(batch_size=64, warmup=2, steps=4, data_batches=5, probe_samples=2_000, probe_epochs=2,
-             knn_train=5_000, knn_queries=5_000, decode_images=48, cache_rows=(1_000, 8_000))
+             knn_train=5_000, knn_queries=5_000, decode_images=48, cache_rows=(1_000, 8_000), probe_images=500)
 
 
 def _device() -> torch.device:
@@ -236,6 +241,42 @@ def linear_grid(opts: PerfOptions) -> dict:
     t1, t20 = min(times["grid1"]), min(times["grid20"])
     return {"samples": opts.probe_samples, "dim": opts.probe_dim, "classes": opts.probe_classes,
             "epochs": opts.probe_epochs, "grid1_s": t1, "grid20_s": t20, "grid20_vs_grid1": t20 / t1}
+
+
+def probe_costs(opts: PerfOptions) -> dict:
+    """Seconds of extraction vs each probe of ``opts.probe_benchmark`` (every probe it lists, plus few-shot),
+    random-init encoder seeded by ``opts.seed``, no feature cache; ``probes_vs_extraction``: all probes and the
+    estimators together over the extraction (pooled features and, for the attentive probe, tokens)."""
+    from bench.backbones import create_backbone
+    from bench.benchmarks import get_benchmark
+    from bench.runner import load_benchmark_data
+    from probes.estimators import fixed_rows
+    from probes.evaluate import evaluate_encoder
+
+    bench = get_benchmark(opts.probe_benchmark)
+    data = load_benchmark_data(bench)
+    splits = [data.train, data.eval]
+    if opts.probe_images:
+        splits = [replace(s, images=s.images[rows], labels=s.labels[rows], fingerprint=f"{s.fingerprint}[{len(rows)}]")
+                  for s in splits for rows in [fixed_rows(len(s), opts.probe_images, opts.seed)]]
+    torch.manual_seed(opts.seed)
+    encoder = create_backbone(bench.budget["backbone"], bench.img_size, **bench.budget.get("backbone_kwargs", {}))
+    probes = tuple(dict.fromkeys([*bench.probes, "fewshot"]))
+    report = evaluate_encoder(encoder, *splits, bench, probes=probes, device=_device(), log=None)
+    times = report["probe_time_s"]
+    extraction = times.get("features", 0.0) + times.get("tokens", 0.0)
+    probing = sum(v for k, v in times.items() if k not in ("features", "tokens"))
+    return {"benchmark": bench.id, "encoder": f"random-init {bench.budget['backbone']}",
+            "images": {s.split: len(s) for s in splits}, "seconds": times, "extraction_s": extraction,
+            "probes_s": probing, "probes_vs_extraction": probing / extraction, "scores": report["scores"],
+            "estimators": report["estimators"]}
+
+
+def probe_section(opts: PerfOptions) -> dict:
+    """``bench perf --only probe``: the linear grid's 1 vs 20 members, and :func:`probe_costs`."""
+    from bench.benchmarks import get_benchmark
+    get_benchmark(opts.probe_benchmark)  # an unknown id fails before anything is timed
+    return {**linear_grid(opts), **probe_costs(opts)}
 
 
 def knn(opts: PerfOptions) -> dict:
