@@ -75,13 +75,18 @@ class BackboneFrameEncoder(FrameEncoder):
         x = eval_transform(frames, self.img_size)
         if self.video:  # one frame = a still clip of one tubelet (V-JEPA 2 embeds images this way)
             x = x[:, None].expand(-1, self.backbone.tubelet, -1, -1, -1)
-        tok = self.backbone.tokens(x).float()  # (B, h*w, D): ViT patches or CNN feature-map cells
-        side = math.isqrt(tok.shape[1])
-        if side * side != tok.shape[1]:
-            raise ConfigError(f"encoder gives {tok.shape[1]} tokens per frame, not a square grid")
-        cells = F.adaptive_avg_pool2d(tok.transpose(1, 2).reshape(len(tok), -1, side, side), self.grid)
-        cells = cells.flatten(2).transpose(1, 2)  # (B, grid*grid, D)
-        return F.layer_norm(cells, cells.shape[-1:])
+        return grid_tokens(self.backbone.tokens(x).float(), self.grid)  # ViT patches or CNN feature-map cells
+
+
+def grid_tokens(tok: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, side*side, D) tokens of a square map -> (B, grid*grid, D): average-pooled onto a ``grid x grid`` map,
+    then layer-normed without affine (what the world models predict)."""
+    side = math.isqrt(tok.shape[1])
+    if side * side != tok.shape[1]:
+        raise ConfigError(f"encoder gives {tok.shape[1]} tokens per frame, not a square grid")
+    cells = F.adaptive_avg_pool2d(tok.transpose(1, 2).reshape(len(tok), -1, side, side), grid)
+    cells = cells.flatten(2).transpose(1, 2)  # (B, grid*grid, D)
+    return F.layer_norm(cells, cells.shape[-1:])
 
 
 class PixelFrameEncoder(FrameEncoder):
