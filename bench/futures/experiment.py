@@ -32,7 +32,7 @@ from bench.data.moving_shapes import BRANCHES, turning_shapes
 from bench.errors import ConfigError
 from bench.futures import metrics as M
 from bench.futures.spec import FuturesSpec
-from bench.world_model.encoders import grid_tokens
+from bench.world_model.encoders import grid_tokens, random_backbone
 
 #: ``--encoder random``: a seeded random-init video ViT, the moving-shapes benchmarks' budget backbone
 RANDOM_VIDEO_VIT = dict(name="video_vit_tiny", img_size=32, patch_size=8, tubelet=2)
@@ -67,12 +67,9 @@ class ClipEncoder(nn.Module):
 def load_clip_encoder(spec: str, grid: int = 2, seed: int = 0) -> ClipEncoder:
     """``random`` (a random-init video ViT seeded by ``seed``) or a ``bench train`` run folder with a video
     backbone (e.g. a V-JEPA run on moving-shapes)."""
-    from bench.backbones import create_backbone
     if spec == "random":
-        torch.manual_seed(seed)
-        kw = dict(RANDOM_VIDEO_VIT)
-        name, img_size = kw.pop("name"), kw.pop("img_size")
-        return ClipEncoder(create_backbone(name, img_size, **kw), img_size, grid, label="random-video-vit")
+        return ClipEncoder(random_backbone(RANDOM_VIDEO_VIT, seed), RANDOM_VIDEO_VIT["img_size"], grid,
+                           label="random-video-vit")
     path = Path(spec)
     if not (path / "run.json").is_file():
         raise ConfigError(f"--encoder {spec!r} is neither 'random' nor a run folder (with run.json + encoder.pt)")

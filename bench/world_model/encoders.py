@@ -108,17 +108,22 @@ class PixelFrameEncoder(FrameEncoder):
         return x.reshape(len(x), g * g, 3 * c * c)
 
 
+def random_backbone(spec: dict, seed: int) -> nn.Module:
+    """A random-init backbone from ``{"name": ..., "img_size": ..., **options}``, its weights drawn by ``seed``."""
+    from bench.backbones import create_backbone
+    torch.manual_seed(seed)
+    kw = dict(spec)
+    name, img_size = kw.pop("name"), kw.pop("img_size")
+    return create_backbone(name, img_size, **kw)
+
+
 def load_frame_encoder(spec: str, grid: int = 2, seed: int = 0, pixel_size: int = 8) -> FrameEncoder:
     """``random`` (a seeded random-init vit_tiny/4, the random_vit recipe's backbone), ``pixels``
     (the pixel baseline) or a run folder written by ``bench train`` (its frozen encoder)."""
     if spec == "pixels":
         return PixelFrameEncoder(pixel_size, grid)
     if spec == "random":
-        from bench.backbones import create_backbone
-        torch.manual_seed(seed)
-        kw = dict(RANDOM_VIT)
-        name, img_size = kw.pop("name"), kw.pop("img_size")
-        return BackboneFrameEncoder(create_backbone(name, img_size, **kw), img_size, grid, label="random-vit")
+        return BackboneFrameEncoder(random_backbone(RANDOM_VIT, seed), RANDOM_VIT["img_size"], grid, label="random-vit")
     path = Path(spec)
     if not path.is_dir():
         raise ConfigError(f"--encoder {spec!r} is neither 'random', 'pixels' nor a run folder (with run.json + encoder.pt)")
