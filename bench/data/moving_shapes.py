@@ -10,6 +10,9 @@ direction of motion). Everything is rendered with batched tensor ops:
 As a dataset spec (``bench run --benchmark moving-shapes-v1`` or ``--data moving-shapes[:n_train=N,n_val=M]``):
 4000 train clips (seed 0) and 1000 val clips (seed 1) by default, frames and size set by the benchmark.
 
+**Turning clips** (futures-v1): :func:`turning_shapes` - the shape turns left or right at random after
+the past frames; every branch (both turns, straight on, back) is rendered from the same state.
+
 **Environment** (for world models and planning): :class:`PushEnv` - an agent (a disc) whose
 2-D position is moved by actions ``a in [-1, 1]^2`` (``pos += max_step * a``, clipped to the
 frame). ``render`` draws states as frames, ``rollout`` turns a start state and an action
