@@ -489,6 +489,21 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_futures(args) -> int:
+    """futures-v1: pixel vs embedding prediction of ambiguous futures; write the record, leaderboard and a strip."""
+    from bench.futures.experiment import load_clip_encoder, run_futures, write_futures_record
+    from bench.futures.report import write_futures_leaderboard, write_strip
+    from bench.futures.spec import futures_spec
+    spec = futures_spec(_set_overrides(args.set))
+    encoder = load_clip_encoder(args.encoder, spec.grid, seed=args.seed)
+    record, tensors = run_futures(encoder, spec, seed=args.seed, log=lambda msg: out(msg, style="dim"))
+    path = write_futures_record(record, args.results)
+    board = write_futures_leaderboard(args.results, args.leaderboards, spec.id)
+    strip = write_strip(tensors, Path(args.leaderboards) / spec.id / f"strip-{record.run_id}.png")
+    out(f"written: {path}, {board}, {strip}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Train each demo method briefly on the embedded data, probe it and a random init, print the table."""
     from bench.benchmarks import get_benchmark
@@ -701,6 +716,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="frame-embedding cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
     p.add_argument("--no-progress", action="store_true", help="no training progress lines")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("futures", help="futures-v1: on clips whose future turns one of two ways, a pixel MSE predictor "
+                                       "vs a JEPA predictor of a frozen encoder's embedding; record + table + PNG strip")
+    p.add_argument("--encoder", required=True, metavar="RUN_DIR|random",
+                   help="frozen clip encoder: a run folder from `bench train` with a video backbone (e.g. vjepa on "
+                        "moving-shapes) or 'random' (random-init video_vit_tiny, patch 8, tubelet 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both predictors (and of --encoder random)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a futures-v1 setting (e.g. steps=400, n_train=512); the run is then a custom-futures-* "
+                        "benchmark, never mixed with futures-v1")
+    p.add_argument("--results", default="results", help="folder of run records (JSON under futures-v1/)")
+    p.add_argument("--leaderboards", default="leaderboards",
+                   help="folder for the table and strips (futures-v1/leaderboard.md, strip-<run_id>.png)")
+    p.set_defaults(func=cmd_futures)
 
     p = sub.add_parser("data", help="named datasets: `bench data prepare imagenette64 SOURCE` rebuilds one from its "
                                     "public source")

@@ -388,6 +388,10 @@ CASES = {
                                                  "--out", str(t / "perf.json")], "unknown benchmark 'imagenette-mini-v9'"),
     "--allow-missing without --suite": (lambda t: _eval(t, "--benchmark", "dtd-v1", "--allow-missing"),
                                         "--allow-missing goes with --suite"),
+    "futures with an unknown encoder path": (lambda t: ["futures", "--encoder", str(t / "no-run"), "--results",
+                                                        str(t / "results")], "neither 'random' nor a run folder"),
+    "futures with an unknown setting": (lambda t: ["futures", "--encoder", "random", "--set", "stepz=3", "--results",
+                                                   str(t / "results")], "--set stepz: unknown key"),
     "suite leaderboard without records": (lambda t: ["leaderboard", "transfer-v1", "--results", str(t / "none")],
                                           "no records of any transfer-v1 benchmark"),
 }

@@ -10,6 +10,9 @@ direction of motion). Everything is rendered with batched tensor ops:
 As a dataset spec (``bench run --benchmark moving-shapes-v1`` or ``--data moving-shapes[:n_train=N,n_val=M]``):
 4000 train clips (seed 0) and 1000 val clips (seed 1) by default, frames and size set by the benchmark.
 
+**Turning clips** (futures-v1): :func:`turning_shapes` - the shape turns left or right at random after
+the past frames; every branch (both turns, straight on, back) is rendered from the same state.
+
 **Environment** (for world models and planning): :class:`PushEnv` - an agent (a disc) whose
 2-D position is moved by actions ``a in [-1, 1]^2`` (``pos += max_step * a``, clipped to the
 frame). ``render`` draws states as frames, ``rollout`` turns a start state and an action
@@ -95,6 +98,13 @@ def moving_shapes(n: int, frames: int = 8, size: int = 32, seed: int = 0) -> tup
     background = 0.15 * torch.rand(n, 3, generator=g)
     # a static distractor blob, dimmer than the moving shape
     dcx, dcy = size * torch.rand(n, generator=g), size * torch.rand(n, generator=g)
+    return _render(shape, cx, cy, r, colour, background, dcx, dcy, size), {"shape": shape, "direction": direction}
+
+
+def _render(shape, cx, cy, r, colour, background, dcx, dcy, size: int) -> torch.Tensor:
+    """uint8 (N, T, 3, S, S) clips: shape ``shape`` (N,) of radius r (N,) and colour (N, 3) at positions cx, cy
+    (N, T) over a background (N, 3) with a static distractor disc at (dcx, dcy) (N,)."""
+    n, frames = cx.shape
     clips = torch.empty(n, frames, 3, size, size, dtype=torch.uint8)
     for i in range(0, n, _RENDER_CHUNK):  # rendered in chunks: float temporaries stay small for large n
         c = slice(i, i + _RENDER_CHUNK)
@@ -105,7 +115,53 @@ def moving_shapes(n: int, frames: int = 8, size: int = 32, seed: int = 0) -> tup
         video = torch.where(dmask[:, None, None], 0.35 * torch.ones(1), video)
         video = torch.where(mask[:, :, None], colour[c, None, :, None, None], video)
         clips[c] = (video * 255).round().clamp(0, 255).to(torch.uint8)
-    return clips, {"shape": shape, "direction": direction}
+    return clips
+
+
+#: the futures of a turning clip, in this order: the two turns (equally likely given the past), then two a
+#: clip with this past never has (going straight on, going back)
+BRANCHES = ("turn_left", "turn_right", "straight", "reverse")
+
+
+def turning_shapes(n: int, past: int = 4, future: int = 4, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``n`` moving-shapes clips whose future is ambiguous: the shape moves along one of the four directions
+    for ``past`` frames; after the last past frame it turns left or right (90 degrees, p = 0.5 each), so both
+    futures are equally likely given the past. Every branch is rendered from the same state, so the
+    counterfactual future exists beside the one that happened:
+
+    - ``past``: uint8 (n, past, 3, S, S), the frames up to the turn (shared by every branch);
+    - ``futures``: uint8 (n, 4, future, 3, S, S), the frames after it for each of :data:`BRANCHES`
+      (0, 1: the two plausible turns; 2, 3: straight on, back: impossible);
+    - ``turn``: (n,) 0 or 1, the branch that happened; ``shape``, ``direction``: (n,) labels as in
+      :func:`moving_shapes`.
+
+    The turn point lies far enough from the borders that no branch bounces. A pure function of the arguments."""
+    g = torch.Generator().manual_seed(seed)
+    shape = torch.randint(len(SHAPES), (n,), generator=g)
+    direction = torch.randint(len(DIRECTIONS), (n,), generator=g)
+    turn = torch.randint(2, (n,), generator=g)
+    r = size * (0.09 + 0.03 * torch.rand(n, generator=g))
+    reach = max(past - 1, future) * size * 0.07  # the farthest a branch travels from the turn point
+    speed = size * (0.05 + 0.02 * torch.rand(n, generator=g))
+    lo, hi = r + reach, size - r - reach
+    if bool((lo >= hi).any()):
+        raise DataError(f"turning clips of {past} + {future} frames do not fit in {size} px; use fewer frames")
+    turn_x = lo + (hi - lo) * torch.rand(n, generator=g)
+    turn_y = lo + (hi - lo) * torch.rand(n, generator=g)
+    colour = 0.45 + 0.55 * torch.rand(n, 3, generator=g)
+    background = 0.15 * torch.rand(n, 3, generator=g)
+    dcx, dcy = size * torch.rand(n, generator=g), size * torch.rand(n, generator=g)
+    v = _DIR_VEC[direction] * speed[:, None]  # (n, 2)
+    left = torch.stack([v[:, 1], -v[:, 0]], 1)  # 90 degrees counter-clockwise on screen (y points down)
+    branch_v = torch.stack([left, -left, v, -v], 1)  # (n, 4, 2) in BRANCHES order
+    t_past = torch.arange(past, dtype=torch.float32) - (past - 1)  # ..., -1, 0: the last past frame is the turn
+    t_fut = torch.arange(1, future + 1, dtype=torch.float32)
+    pos_past = torch.stack([turn_x, turn_y], 1)[:, None] + v[:, None] * t_past[None, :, None]  # (n, P, 2)
+    pos_fut = torch.stack([turn_x, turn_y], 1)[:, None, None] + branch_v[:, :, None] * t_fut[None, None, :, None]
+    pos = torch.cat([pos_past, pos_fut.flatten(1, 2)], 1)  # (n, P + 4F, 2): the past, then each branch's future
+    clips = _render(shape, pos[..., 0], pos[..., 1], r, colour, background, dcx, dcy, size)
+    return {"past": clips[:, :past], "futures": clips[:, past:].reshape(n, len(BRANCHES), future, 3, size, size),
+            "turn": turn, "shape": shape, "direction": direction}
 
 
 def load_moving_shapes(split: str, n_train: int = 4000, n_val: int = 1000, frames: int = 8,

@@ -75,13 +75,18 @@ class BackboneFrameEncoder(FrameEncoder):
         x = eval_transform(frames, self.img_size)
         if self.video:  # one frame = a still clip of one tubelet (V-JEPA 2 embeds images this way)
             x = x[:, None].expand(-1, self.backbone.tubelet, -1, -1, -1)
-        tok = self.backbone.tokens(x).float()  # (B, h*w, D): ViT patches or CNN feature-map cells
-        side = math.isqrt(tok.shape[1])
-        if side * side != tok.shape[1]:
-            raise ConfigError(f"encoder gives {tok.shape[1]} tokens per frame, not a square grid")
-        cells = F.adaptive_avg_pool2d(tok.transpose(1, 2).reshape(len(tok), -1, side, side), self.grid)
-        cells = cells.flatten(2).transpose(1, 2)  # (B, grid*grid, D)
-        return F.layer_norm(cells, cells.shape[-1:])
+        return grid_tokens(self.backbone.tokens(x).float(), self.grid)  # ViT patches or CNN feature-map cells
+
+
+def grid_tokens(tok: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, side*side, D) tokens of a square map -> (B, grid*grid, D): average-pooled onto a ``grid x grid`` map,
+    then layer-normed without affine (what the world models predict)."""
+    side = math.isqrt(tok.shape[1])
+    if side * side != tok.shape[1]:
+        raise ConfigError(f"encoder gives {tok.shape[1]} tokens per frame, not a square grid")
+    cells = F.adaptive_avg_pool2d(tok.transpose(1, 2).reshape(len(tok), -1, side, side), grid)
+    cells = cells.flatten(2).transpose(1, 2)  # (B, grid*grid, D)
+    return F.layer_norm(cells, cells.shape[-1:])
 
 
 class PixelFrameEncoder(FrameEncoder):
@@ -103,17 +108,22 @@ class PixelFrameEncoder(FrameEncoder):
         return x.reshape(len(x), g * g, 3 * c * c)
 
 
+def random_backbone(spec: dict, seed: int) -> nn.Module:
+    """A random-init backbone from ``{"name": ..., "img_size": ..., **options}``, its weights drawn by ``seed``."""
+    from bench.backbones import create_backbone
+    torch.manual_seed(seed)
+    kw = dict(spec)
+    name, img_size = kw.pop("name"), kw.pop("img_size")
+    return create_backbone(name, img_size, **kw)
+
+
 def load_frame_encoder(spec: str, grid: int = 2, seed: int = 0, pixel_size: int = 8) -> FrameEncoder:
     """``random`` (a seeded random-init vit_tiny/4, the random_vit recipe's backbone), ``pixels``
     (the pixel baseline) or a run folder written by ``bench train`` (its frozen encoder)."""
     if spec == "pixels":
         return PixelFrameEncoder(pixel_size, grid)
     if spec == "random":
-        from bench.backbones import create_backbone
-        torch.manual_seed(seed)
-        kw = dict(RANDOM_VIT)
-        name, img_size = kw.pop("name"), kw.pop("img_size")
-        return BackboneFrameEncoder(create_backbone(name, img_size, **kw), img_size, grid, label="random-vit")
+        return BackboneFrameEncoder(random_backbone(RANDOM_VIT, seed), RANDOM_VIT["img_size"], grid, label="random-vit")
     path = Path(spec)
     if not path.is_dir():
         raise ConfigError(f"--encoder {spec!r} is neither 'random', 'pixels' nor a run folder (with run.json + encoder.pt)")
