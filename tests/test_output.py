@@ -11,23 +11,10 @@ import pytest
 import torch
 
 from bench.cli import main
+from test_training import ZERO_EMBEDDING_PLUGIN  # every image -> one embedding: collapsed from the start
 
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) loss -?\d+\.\d{3} online \d+\.\d rank \d+ std \d+\.\d{2} \d+s")
 PROBE_LINE = re.compile(r"probe (knn|linear|attentive) top1 \d+\.\d \(\S+=\S+( \S+=\S+)*\) \d+s")
-
-CONSTANT_PLUGIN = '''
-import torch
-from bench.augment import ViewSpec
-from methods.base import Method
-
-class Constant(Method):
-    """Every image maps to the same embedding: collapsed from the first epoch."""
-    name = "constant"
-    views = [ViewSpec()]
-    def training_loss(self, views):
-        h = self.backbone(views[0])
-        return {"loss": h.pow(2).mean(), "embedding": torch.ones_like(h).detach()}
-'''
 
 
 def test_benchmarks_and_methods_print_whole_rows(capsys):
@@ -150,7 +137,7 @@ def test_train_without_a_terminal_prints_epoch_lines_and_a_one_line_hint(tmp_pat
 @pytest.mark.slow
 def test_collapse_warning_is_one_line(tmp_path, cli_args, capsys):
     plugin = tmp_path / "constant.py"
-    plugin.write_text(textwrap.dedent(CONSTANT_PLUGIN))
+    plugin.write_text(textwrap.dedent(ZERO_EMBEDDING_PLUGIN))
     assert main(["train", "--method", str(plugin), "--epochs", "1", *cli_args(tmp_path)]) == 0
     captured = capsys.readouterr()
     err = captured.err.splitlines()
