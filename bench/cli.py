@@ -182,6 +182,12 @@ def cmd_benchmarks(args) -> int:
     print_table(("suite", "benchmarks", "aggregates", "description"),
                 [(s.id, " ".join(s.benchmarks), ", ".join(s.scores), s.description) for s in available_suites()],
                 title="suites (bench eval --model SPEC --suite SUITE-vN; bench leaderboard SUITE-vN)")
+    from bench.futures.spec import FUTURES_V1
+    from bench.world_model.plan_spec import PUSH_PLAN_V1
+    print_table(("benchmark", "command", "spec_hash", "description"),
+                [(s.id, f"bench {cmd}", s.spec_hash(), s.description)
+                 for s, cmd in ((FUTURES_V1, "futures"), (PUSH_PLAN_V1, "plan"))],
+                title="experiments with a command of their own (--set KEY=V: a custom-* id)")
     return 0
 
 
@@ -469,23 +475,23 @@ def cmd_perf(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    """Train or load the pixel and embedding world models, plan the push-plan-v1 tasks, write JSON + markdown."""
+    """Train or load the pixel and embedding world models, plan the push-plan-v1 tasks, write the record and the
+    leaderboard (--set / --episodes changes make a custom-push-plan-* benchmark of their own)."""
     from bench.data import default_cache_dir
     from bench.world_model.encoders import PixelFrameEncoder, load_frame_encoder
-    from bench.world_model.planning import (PLAN_COLUMNS, make_configs, parse_planners, plan_rows,
-                                            run_planning_benchmark, write_plan_leaderboard, write_plan_result)
-    if args.episodes < 1:
-        raise BenchError(f"--episodes must be at least 1, got {args.episodes}")
+    from bench.world_model.plan_report import write_plan_leaderboard
+    from bench.world_model.plan_spec import plan_spec
+    from bench.world_model.planning import PLAN_COLUMNS, parse_planners, plan_rows, run_planning_benchmark, write_plan_result
     methods = parse_planners(args.methods)
-    plan_cfg, wm_cfg = make_configs(_set_overrides(args.set))
+    spec = plan_spec(_set_overrides(args.set), episodes=args.episodes)
     encoder = load_frame_encoder(args.encoder, seed=args.seed)
-    result = run_planning_benchmark(encoder, PixelFrameEncoder(), wm_cfg, plan_cfg, episodes=args.episodes,
-                                    seed=args.seed, models_dir=args.models_dir,
+    result = run_planning_benchmark(encoder, PixelFrameEncoder(), spec, seed=args.seed, models_dir=args.models_dir,
                                     cache_dir=args.cache_dir or default_cache_dir(), methods=methods,
                                     retrain=args.retrain, progress=not args.no_progress,
                                     log=lambda msg: out(msg, style="dim"))
-    print_table(PLAN_COLUMNS, plan_rows(result), title=f"{result.benchmark}: {result.encoder}, {args.episodes} tasks")
-    out(f"written: {write_plan_result(result, args.results)}, {write_plan_leaderboard(result, args.leaderboards)}")
+    print_table(PLAN_COLUMNS, plan_rows(result), title=f"{spec.id}: {result.encoder}, {spec.episodes} tasks")
+    path = write_plan_result(result, args.results)
+    out(f"written: {path}, {write_plan_leaderboard(args.results, args.leaderboards, spec.id)}")
     return 0
 
 
@@ -696,20 +702,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plan", help="push-plan-v1: train (or reuse) action-conditioned world models on a frozen "
-                                    "encoder and on pixels, plan goal images with CEM + MPC, write JSON + markdown")
+                                    "encoder and on pixels, plan goal images with CEM + MPC, write the record and leaderboard")
     p.add_argument("--encoder", required=True, metavar="RUN_DIR|random|pixels",
                    help="frozen frame encoder: a run folder from `bench train`, 'random' (random-init vit_tiny/4) "
                         "or 'pixels' (the pixel baseline)")
-    p.add_argument("--episodes", type=int, default=50, help="planning tasks (the fixed task seeds 0 .. N-1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the planners' sampling (and of --encoder random)")
+    p.add_argument("--episodes", type=int, default=50,
+                   help="planning tasks (the fixed task seeds 0 .. N-1); other than 50: a custom-push-plan-* benchmark")
+    p.add_argument("--seed", type=int, default=0, help="seed of the planners' sampling (and of --encoder random); "
+                                                       "the leaderboard aggregates seeds")
     p.add_argument("--methods", default="random,oracle,pixel,jepa", metavar="A,B",
                    help="planners: random (random actions), oracle (true dynamics), pixel (world model on pixels), "
                         "jepa (world model on the encoder's embeddings)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a planning setting plan.KEY (e.g. plan.horizon=6, plan.samples=128) or a "
-                        "world-model setting wm.KEY (e.g. wm.steps=500, wm.episodes=200, wm.env.size=32)")
-    p.add_argument("--results", default="results", help="folder of run records (JSON under push-plan-v1/)")
-    p.add_argument("--leaderboards", default="leaderboards", help="folder for the markdown table (push-plan-v1/<encoder>.md)")
+                        "world-model setting wm.KEY (e.g. wm.steps=500, wm.episodes=200, wm.env.size=32); the run is then a "
+                        "custom-push-plan-<hash8>-v1 benchmark, never mixed with push-plan-v1")
+    p.add_argument("--results", default="results", help="folder of run records (JSON under push-plan-v1/ or custom-push-plan-*/)")
+    p.add_argument("--leaderboards", default="leaderboards",
+                   help="folder for the leaderboard (push-plan-v1/leaderboard.md, seeds aggregated)")
     p.add_argument("--models-dir", default="runs/push-world-models",
                    help="trained world models, reused when encoder and world-model settings match")
     p.add_argument("--retrain", action="store_true", help="train the world models again even if saved ones match")

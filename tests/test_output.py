@@ -30,7 +30,13 @@ def test_benchmarks_and_methods_print_whole_rows(capsys):
     from bench.benchmarks.suites import available_suites
     n = 1 + len(available_benchmarks())  # one line per benchmark, nothing wrapped; then the suites' table
     assert lines[n].startswith("suites (") and lines[n + 1].split()[:3] == ["suite", "benchmarks", "aggregates"]
-    assert [line.split()[0] for line in lines[n + 2:]] == [s.id for s in available_suites()]
+    m = n + 2 + len(available_suites())
+    assert [line.split()[0] for line in lines[n + 2:m]] == [s.id for s in available_suites()]
+    from bench.futures.spec import FUTURES_V1
+    from bench.world_model.plan_spec import PUSH_PLAN_V1
+    assert lines[m].startswith("experiments ") and lines[m + 1].split()[:3] == ["benchmark", "command", "spec_hash"]
+    assert [line.split()[:4] for line in lines[m + 2:]] == [
+        [FUTURES_V1.id, "bench", "futures", FUTURES_V1.spec_hash()], [PUSH_PLAN_V1.id, "bench", "plan", PUSH_PLAN_V1.spec_hash()]]
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + len(available_methods())

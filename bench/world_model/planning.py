@@ -25,40 +25,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.data.moving_shapes import PushEnv
 from bench.errors import ConfigError
 from bench.world_model.cem import cem_plan_batch
 from bench.world_model.encoders import FrameEncoder
+from bench.world_model.plan_spec import PUSH_PLAN_V1, PlanConfig, PlanSpec, spec_of_record
 from bench.world_model.predictor import ActionConditionedPredictor
 
-BENCHMARK_ID = "push-plan-v1"
+BENCHMARK_ID = PUSH_PLAN_V1.id
 PLANNERS = ("random", "oracle", "pixel", "jepa")
-
-
-class PlanConfig(BaseModel):
-    """The planning protocol (task distribution, MPC and CEM settings)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_dist: float = Field(6.0, ge=0)   # start-goal distance range, px (the agent moves <= max_step = 3 px per step)
-    max_dist: float = Field(15.0, gt=0)
-    tolerance: float = Field(3.0, gt=0)  # success: final position within this many px of the goal (the agent's radius)
-    steps: int = Field(10, ge=1)         # environment steps per episode
-    horizon: int = Field(4, ge=1, le=32)  # CEM plans this many actions ahead (fewer near the episode's end)
-    execute: int = Field(1, ge=1)        # actions executed per plan before re-planning
-    iters: int = Field(3, ge=1)          # CEM iterations / samples / elites per plan
-    samples: int = Field(64, ge=2)
-    elites: int = Field(8, ge=1)
-    init_std: float = Field(1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> "PlanConfig":
-        if self.min_dist > self.max_dist:
-            raise ValueError(f"min_dist {self.min_dist} > max_dist {self.max_dist}")
-        if self.elites > self.samples:
-            raise ValueError(f"elites {self.elites} > samples {self.samples}")
-        return self
 
 
 def parse_planners(text: str) -> tuple[str, ...]:
@@ -69,31 +46,6 @@ def parse_planners(text: str) -> tuple[str, ...]:
         raise ConfigError(f"unknown planner {', '.join(map(repr, bad)) or '(none given)'}: use a comma-separated "
                           f"subset of {','.join(PLANNERS)}")
     return names
-
-
-def make_configs(overrides: dict | None = None):
-    """``{"plan": {...}, "wm": {...}}`` (``--set plan.KEY=V`` / ``wm.KEY=V`` / ``wm.env.KEY=V``) ->
-    (PlanConfig, WorldModelConfig); an unknown key or bad value is one ConfigError line."""
-    from bench.world_model.train import EnvConfig, WorldModelConfig
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - {"plan", "wm"})
-    if unknown:
-        raise ConfigError(f"--set {unknown[0]}: plan keys are plan.KEY (PlanConfig), world-model keys wm.KEY "
-                          f"or wm.env.KEY (WorldModelConfig)")
-    out = []
-    for prefix, cls in (("plan", PlanConfig), ("wm", WorldModelConfig)):
-        try:
-            out.append(cls(**(overrides.get(prefix) or {})))
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc, msg = ".".join(str(x) for x in (prefix, *err["loc"])), err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                fields = (cls if len(err["loc"]) == 1 else EnvConfig).model_fields
-                msg = f"unknown key (known: {', '.join(fields)})"
-            elif err["loc"]:
-                msg += f" (got {err.get('input')!r})"
-            raise ConfigError(f"--set {loc}: {msg}" if err["loc"] else f"bad --set {prefix}.*: {msg}") from None
-    return tuple(out)
 
 
 def task_seeds(episodes: int) -> list[int]:
@@ -208,11 +160,12 @@ class MethodResult(BaseModel):
 
 
 class PlanResult(BaseModel):
-    """One ``bench plan`` run: ``results/push-plan-v1/<run_id>.json``."""
+    """One ``bench plan`` run: ``results/<benchmark>/<run_id>.json`` (push-plan-v1 or a custom-push-plan-*)."""
 
     model_config = ConfigDict(extra="forbid")
     schema_version: int = 1
     benchmark: str = BENCHMARK_ID
+    spec_hash: str | None = None  # None: written before it was recorded (``spec`` rebuilds it)
     run_id: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
     encoder: str
     encoder_key: str
@@ -228,6 +181,11 @@ class PlanResult(BaseModel):
     created_at: str = ""
     wall_time_s: float = 0.0
 
+    @property
+    def spec(self) -> PlanSpec:
+        """The protocol this record ran (its hash must equal ``spec_hash`` where that is recorded)."""
+        return spec_of_record(self.plan, self.world_model_config, self.task_seeds)
+
 
 def evaluate_planner(name: str, env: PushEnv, starts: torch.Tensor, goals: torch.Tensor, planner: Planner | None,
                      cfg: PlanConfig, seed: int = 0, world_model: dict | None = None) -> MethodResult:
@@ -241,8 +199,8 @@ def evaluate_planner(name: str, env: PushEnv, starts: torch.Tensor, goals: torch
                         final_distances=[round(float(d), 3) for d in dist], world_model=world_model)
 
 
-def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, wm_cfg, cfg: PlanConfig, *,
-                           episodes: int = 50, seed: int = 0, models_dir="runs/push-world-models",
+def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, spec: PlanSpec = PUSH_PLAN_V1, *,
+                           seed: int = 0, models_dir="runs/push-world-models",
                            cache_dir=None, methods: tuple[str, ...] = ("random", "oracle", "pixel", "jepa"),
                            retrain: bool = False, progress: bool = False,
                            log: Callable[[str], None] | None = None) -> PlanResult:
@@ -251,10 +209,11 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
     from bench.records import collect_env, collect_hardware, git_sha, new_run_id
     from bench.world_model.train import get_world_model
     log = log or (lambda msg: None)
+    cfg, wm_cfg = spec.plan, spec.wm
     parse_planners(",".join(methods))  # unknown names fail before any training
     start_time = time.perf_counter()
     env = wm_cfg.env.make()
-    seeds = task_seeds(episodes)
+    seeds = task_seeds(spec.episodes)
     starts, goals = sample_tasks(env, seeds, cfg)
     results = []
     for name in methods:
@@ -275,7 +234,8 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
         r = results[-1]
         log(f"{name}: success {r.success_rate:.1f}%, mean final distance {r.mean_final_distance:.2f} px "
             f"({r.planning_time_s:.1f} s)")
-    return PlanResult(run_id=new_run_id(f"plan-{encoder.label.split(':')[0]}", seed), encoder=encoder.label,
+    return PlanResult(benchmark=spec.id, spec_hash=spec.spec_hash(),
+                      run_id=new_run_id(f"plan-{encoder.label.split(':')[0]}", seed), encoder=encoder.label,
                       encoder_key=encoder.key, seed=seed, task_seeds=seeds,
                       initial_distance=round(float((starts - goals).norm(dim=1).mean()), 3), plan=cfg,
                       world_model_config=wm_cfg.model_dump(mode="json"), methods=results,
@@ -285,7 +245,7 @@ def run_planning_benchmark(encoder: FrameEncoder, pixel_encoder: FrameEncoder, w
 
 
 def write_plan_result(result: PlanResult, results_dir="results"):
-    """``<results_dir>/push-plan-v1/<run_id>.json``, atomically, never replacing an existing file."""
+    """``<results_dir>/<benchmark>/<run_id>.json``, atomically, never replacing an existing file."""
     from bench.io import atomic_write_json
     return atomic_write_json(Path(results_dir) / result.benchmark / f"{result.run_id}.json",
                              result.model_dump(mode="json"), exclusive=True)
@@ -308,20 +268,3 @@ def plan_rows(result: PlanResult) -> list[list[str]]:
         rows.append([name, f"{m.success_rate:.1f}", f"{m.mean_final_distance:.2f}", f"{m.median_final_distance:.2f}",
                      f"{m.planning_time_s:.1f}", l1])
     return rows
-
-
-def plan_markdown(result: PlanResult) -> str:
-    head = (f"# {result.benchmark}: {result.encoder}\n\n{len(result.task_seeds)} tasks (seeds 0-{len(result.task_seeds) - 1}), "
-            f"mean start-goal distance {result.initial_distance:.1f} px, success within {result.plan.tolerance:g} px "
-            f"after {result.plan.steps} steps; run `{result.run_id}`\n\n")
-    lines = ["| " + " | ".join(PLAN_COLUMNS) + " |", "|" + "---|" * len(PLAN_COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in plan_rows(result)]
-    return head + "\n".join(lines) + "\n"
-
-
-def write_plan_leaderboard(result: PlanResult, leaderboards_dir="leaderboards") -> Path:
-    """``<leaderboards_dir>/push-plan-v1/<encoder>.md``: this run's table (the latest run per encoder)."""
-    import re
-    from bench.io import atomic_write_text
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", result.encoder).strip("-.") or "encoder"
-    return atomic_write_text(Path(leaderboards_dir) / result.benchmark / f"{name}.md", plan_markdown(result))
