@@ -43,7 +43,8 @@ def load_plan_records(results_dir, bench_id: str) -> list[PlanResult]:
 
 
 def plan_markdown(records: list[PlanResult], bench_id: str) -> str:
-    """One row per (encoder, planner): cells mean ± std over its seeds (std ddof=1; none for one seed), n = seeds.
+    """One row per (encoder, planner): cells mean ± std over its seeds (std ddof=1; none for one seed), n = seeds
+    (a seed planned twice counts once, its latest record).
     Records of one benchmark id made with different specs are refused (a changed protocol is a new id)."""
     if not records:
         raise BenchError(f"no records of {bench_id}; run `bench plan` first")
@@ -51,11 +52,16 @@ def plan_markdown(records: list[PlanResult], bench_id: str) -> str:
     if len(hashes) > 1:
         raise BenchError(f"records of {bench_id} were made with different specs (spec_hash {', '.join(hashes)}); "
                          f"they cannot share a leaderboard")
-    groups: dict[tuple[str, str], list[tuple[int, object]]] = {}
+    latest: dict[tuple, tuple[str, object]] = {}  # a seed run again counts once: its latest result
     for r in records:
         for m in r.methods:
             planner = m.method + (f" ({m.world_model['encoder']})" if m.world_model else "")
-            groups.setdefault((r.encoder, m.method, planner), []).append((r.seed, m))
+            key = (r.encoder, m.method, planner, r.seed)
+            if key not in latest or (r.created_at, r.run_id) > latest[key][0]:
+                latest[key] = ((r.created_at, r.run_id), m)
+    groups: dict[tuple[str, str, str], list[tuple[int, object]]] = {}
+    for (encoder, method, planner, seed), (_, m) in latest.items():
+        groups.setdefault((encoder, method, planner), []).append((seed, m))
     spec = records[0].spec
     head = ["encoder", "planner", "n", *(h for h, _, _ in COLUMNS), "seeds"]
     lines = [f"# {bench_id}", "",
