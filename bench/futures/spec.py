@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from bench.errors import ConfigError
-
-#: fields that do not change what is measured
-_NON_PROTOCOL = {"name", "version", "description"}
+from bench.versioned_spec import NON_PROTOCOL as _NON_PROTOCOL, VersionedSpec
 
 
-class FuturesSpec(BaseModel):
+class FuturesSpec(VersionedSpec):
     """One futures benchmark version. Both predictors get the same past, width, steps, batches and seed."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = "futures"
     version: int = 1
     description: str = ("turning moving-shapes clips (4 past + 4 future frames, 32 px): a pixel MSE predictor vs a "
@@ -46,15 +41,6 @@ class FuturesSpec(BaseModel):
         if self.other_clips >= self.n_test:
             raise ValueError(f"other_clips {self.other_clips} needs more than that many test clips (n_test)")
         return self
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-v{self.version}"
-
-    def spec_hash(self) -> str:
-        """sha256 (16 hex) of the canonical JSON of the protocol fields."""
-        text = json.dumps(self.model_dump(mode="json", exclude=_NON_PROTOCOL), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 FUTURES_V1 = FuturesSpec()

@@ -6,16 +6,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import ConfigError
+from bench.versioned_spec import VersionedSpec
 from bench.world_model.train import EnvConfig, WorldModelConfig
-
-#: fields that do not change what is measured
-_NON_PROTOCOL = {"name", "version", "description"}
 
 
 class PlanConfig(BaseModel):
@@ -42,11 +38,10 @@ class PlanConfig(BaseModel):
         return self
 
 
-class PlanSpec(BaseModel):
+class PlanSpec(VersionedSpec):
     """One planning benchmark version: ``episodes`` tasks (seeds 0 .. episodes - 1), the planner settings and
     the world models' training settings. ``spec_hash`` fingerprints all three."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = "push-plan"
     version: int = 1
     description: str = ("goal-image planning in PushEnv (32 px, 50 fixed tasks): CEM + MPC with an action-conditioned "
@@ -55,15 +50,6 @@ class PlanSpec(BaseModel):
     episodes: int = Field(50, ge=1)
     plan: PlanConfig = PlanConfig()
     wm: WorldModelConfig = WorldModelConfig()
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-v{self.version}"
-
-    def spec_hash(self) -> str:
-        """sha256 (16 hex) of the canonical JSON of the protocol fields (episodes, plan, wm)."""
-        text = json.dumps(self.model_dump(mode="json", exclude=_NON_PROTOCOL), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 PUSH_PLAN_V1 = PlanSpec()
