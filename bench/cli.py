@@ -249,8 +249,7 @@ def _suite(args):
 def _probe_suite(args, run_dir, suite):
     from bench.suite_runner import probe_suite
     return probe_suite(run_dir, suite, results_dir=args.results, allow_missing=args.allow_missing,
-                       data_root=args.data_root, cache_dir=args.cache_dir, imagenet_root=args.imagenet_root,
-                       datasets_root=_datasets_root(args), log=lambda msg: out(msg, style="dim"))
+                       log=lambda msg: out(msg, style="dim"), **_data_kw(args))
 
 
 def _suite_done(args, result, again: list[str]) -> None:
@@ -833,8 +832,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "slurm", None) is not None:  # queue this very command line (minus --slurm) and return
             return _submit_to_slurm(args, sys.argv[1:] if argv is None else list(argv))
-        from bench.data.parallel import set_decode_workers
-        set_decode_workers(getattr(args, "decode_workers", None))  # None: the usable cores
+        workers = getattr(args, "decode_workers", None)  # None: the usable cores
+        if workers is not None or "bench.data.parallel" in sys.modules:  # not imported: nothing to reset (no torch)
+            from bench.data.parallel import set_decode_workers
+            set_decode_workers(workers)
         return args.func(args)
     except BenchError as e:
         if args.debug:

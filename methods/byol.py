@@ -45,9 +45,10 @@ class BYOL(Method):
 
     def training_loss(self, views):
         b = len(views[0])
-        h = self.backbone(torch.cat(views))  # one pass for both views
+        x = torch.cat(views)  # one pass for both views, online and target
+        h = self.backbone(x)
         p1, p2 = self.predictor(self.projector(h)).split(b)
-        z1, z2 = self.teacher(torch.cat(views)).split(b)
+        z1, z2 = self.teacher(x).split(b)
         return {"loss": byol_loss(p1, z2) + byol_loss(p2, z1), "embedding": h[:b].detach()}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

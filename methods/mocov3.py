@@ -54,9 +54,10 @@ class MoCoV3(Method):
 
     def training_loss(self, views):
         b = len(views[0])
-        h = self.backbone(torch.cat(views))  # one pass for both views
+        x = torch.cat(views)  # one pass for both views, query and key encoders
+        h = self.backbone(x)
         q1, q2 = self.predictor(self.projector(h)).split(b)
-        k1, k2 = self.teacher(torch.cat(views)).split(b)
+        k1, k2 = self.teacher(x).split(b)
         loss = mocov3_loss(q1, k2, self.temperature) + mocov3_loss(q2, k1, self.temperature)
         return {"loss": loss, "embedding": h[:b].detach()}
 

@@ -95,13 +95,14 @@ def fewshot_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fe
     seed = protocol.split_seed
     pool, reserve = holdout_split(train_labels, protocol.holdout_frac, seed, holdout)
     res = FewShotResult()
+    reserve_rows = (train_feats[reserve], train_labels[reserve])  # k = 1 selects on them (no hold-out in 1 shot)
     for k in ks:
         for d in range(draws):
             s = draw_seed(seed, k, d)
             idx = draw_shots(train_labels, pool, k, s)
             steps_per_epoch = math.ceil(len(idx) / protocol.linear_batch_size)
             epochs = max(protocol.linear_epochs, math.ceil(min_steps / steps_per_epoch))
-            select_on = (train_feats[reserve], train_labels[reserve]) if k == 1 else None
+            select_on = reserve_rows if k == 1 else None
             r = linear_probe(train_feats[idx], train_labels[idx], test_feats, test_labels, lrs=protocol.linear_lr,
                              wds=protocol.linear_wd, epochs=epochs, batch_size=protocol.linear_batch_size,
                              holdout_frac=protocol.holdout_frac, seed=seed, num_classes=num_classes, device=device,

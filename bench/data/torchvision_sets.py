@@ -104,10 +104,6 @@ class TorchvisionData(ImageData):
     holdout: torch.Tensor | None = None
 
 
-def is_tv_spec(spec: str) -> bool:
-    return spec.startswith("tv:")
-
-
 def parse_tv_spec(spec: str) -> tuple[str, str | None, int | None]:
     """``tv:NAME[:ROOT][?size=N]`` -> (name, root or None, size or None)."""
     body, _, query = spec[len("tv:"):].partition("?")
@@ -258,7 +254,7 @@ def _array_split(name: str, root: Path, spec: str, parts: tuple[dict, ...]):
     if data.ndim == 4 and data.shape[-1] != 3:  # STL-10 keeps (N, 3, H, W); CIFAR (N, H, W, 3)
         data = data.transpose(0, 2, 3, 1)
     labels = [int(y) for y in (ds.targets if hasattr(ds, "targets") else ds.labels)]
-    return np.ascontiguousarray(data), labels, _classes(ds)
+    return data, labels, _classes(ds)  # a transposed view: rows are copied only when decoded into the cache
 
 
 def load_tv_split(spec: str, split: str, *, size: int | None = None, datasets_root: str | Path | None = None,
