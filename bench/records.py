@@ -270,12 +270,8 @@ def load_records(results_dir: str | os.PathLike, benchmark_id: str | None = None
     root = Path(results_dir)
     if benchmark_id is not None:
         check_benchmark_id(benchmark_id)
-    pattern = f"{_glob_escape(benchmark_id)}/*.json" if benchmark_id else "*/*.json"
+    pattern = f"{benchmark_id}/*.json" if benchmark_id else "*/*.json"  # a plain name: nothing to escape
     return [load_record(p) for p in sorted(root.glob(pattern)) if p.is_file()]
-
-
-def _glob_escape(s: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", s)
 
 
 class Erratum(_Strict):

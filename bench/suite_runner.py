@@ -132,9 +132,8 @@ def probe_suite(run_dir: str | Path, suite: Suite | str, *, results_dir: str | P
                 imagenet_root: str | None = None, datasets_root: str | None = None,
                 log: Callable[[str], None] | None = print) -> SuiteRun:
     """A trained run folder's frozen encoder on every benchmark of ``suite`` (records keep the run's id)."""
-    from bench.runner import probe_run
-    from bench.runs import resume_info
-    run_id = resume_info(run_dir)["run_id"]
+    from bench.runner import probe_run, run_info
+    run_id = run_info(run_dir)["run_id"]  # a bad folder: the probing message, not resume's
     cache_dir = _cache(cache_dir)
 
     def existing(bench: Benchmark) -> RunRecord | None:

@@ -18,7 +18,6 @@ encoder itself (no EMA copy); its pooled feature of the whole image feeds the on
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from bench.augment import ViewSpec
 from bench.backbones import sincos_pos_embed

@@ -32,6 +32,7 @@ from bench.data.moving_shapes import BRANCHES, turning_shapes
 from bench.errors import ConfigError
 from bench.futures import metrics as M
 from bench.futures.spec import FuturesSpec
+from bench.versioned_spec import NON_PROTOCOL
 from bench.world_model.encoders import grid_tokens, random_backbone
 
 #: ``--encoder random``: a seeded random-init video ViT, the moving-shapes benchmarks' budget backbone
@@ -202,7 +203,7 @@ def run_futures(encoder: ClipEncoder, spec: FuturesSpec, seed: int = 0, examples
     record = FuturesRecord(
         run_id=new_run_id(f"futures-{encoder.label.split(':')[0]}", seed),
         benchmark={"name": spec.name, "version": spec.version, "spec_hash": spec.spec_hash()},
-        spec=spec.model_dump(mode="json", exclude={"name", "version", "description"}), encoder=encoder.label,
+        spec=spec.model_dump(mode="json", exclude=NON_PROTOCOL), encoder=encoder.label,
         encoder_key=encoder.key, seed=seed,
         data={"train": _fingerprint(train["past"], happened), "test": _fingerprint(test["past"], test["futures"],
                                                                                  test["turn"])},
