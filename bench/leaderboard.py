@@ -22,7 +22,7 @@ from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_many
 from bench.rank_agreement import estimator_agreement
-from bench.records import Erratum, RunRecord, check_benchmark_id, config_hash, load_errata, load_records
+from bench.records import Erratum, RunRecord, check_benchmark_id, load_errata, load_records, setup_hash
 
 __all__ = ["FORMATS", "build_leaderboard", "ci95_halfwidth", "csv_safe", "dedupe_records", "leaderboard_from_results",
            "md_cell", "method_label", "render_leaderboard", "save_leaderboard", "t_quantile_975", "write_leaderboard"]
@@ -104,7 +104,7 @@ def build_leaderboard(records: list[RunRecord], benchmark_id: str, headline: str
                      f"{', '.join(f[:8] for f in fingerprints)}): each is its own row, never averaged (data column)")
     rows = [{"method": r.method, "label": method_label(r.method, r.config), "backbone": r.backbone,
              "recipe": recipe_label(r.recipe) or "",
-             "config": config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8],
+             "config": setup_hash(r.config)[:8],
              "collapsed": r.status == "collapsed", "wall_time_s": r.wall_time_s, "images_seen": r.images_seen,
              "params": r.params, "hardware": [_hardware(h) for h in r.train_hardware],
              "run_id": r.run_id, "data": r.data.fingerprint[:8],

@@ -26,7 +26,7 @@ from bench.io import atomic_write_json
 
 __all__ = ["PLAIN_NAME", "BenchmarkRef", "DataRef", "Erratum", "RunRecord", "check_benchmark_id", "collect_env",
            "collect_hardware", "config_hash", "git_sha", "load_errata", "load_record", "load_records", "new_run_id",
-           "probe_fields", "write_record"]
+           "probe_fields", "setup_hash", "write_record"]
 
 ERRATA_FILE = "errata.yaml"
 #: what a run_id or a benchmark id may be: each names a file or folder (no path separators, no leading dot)
@@ -157,6 +157,11 @@ def config_hash(config: dict) -> str:
     """sha256 (first 16 hex) of the config's canonical JSON (sorted keys, compact)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def setup_hash(config: dict) -> str:
+    """:func:`config_hash` of everything but the seed: what the seeds a leaderboard row averages share."""
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
 def _version(*dists: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from bench.benchmarks import Benchmark
 from bench.config import TrainConfig, budget_config, make_config, recipe_label
 from bench.errors import ConfigError, PluginError, TrainingError
-from bench.records import config_hash, load_errata, load_records
+from bench.records import load_errata, load_records, setup_hash
 from bench.runs import lock_holder
 
 
@@ -63,7 +63,7 @@ def reference_setups(benchmark_id: str) -> list[Setup]:
 def _setup_key(recipe: str | None, seed: int, config: dict) -> tuple:
     """What makes two runs the same reference run: recipe, seed and the rest of the config (hashed as the
     leaderboard groups seeds)."""
-    return recipe_label(recipe), seed, config_hash({k: v for k, v in config.items() if k != "seed"})
+    return recipe_label(recipe), seed, setup_hash(config)
 
 
 def missing_runs(benchmark: Benchmark, seeds: list[int], results_dir: str | Path = "results",

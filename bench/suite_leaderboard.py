@@ -30,7 +30,7 @@ from bench.config import recipe_label
 from bench.errors import BenchError, ConfigError
 from bench.io import atomic_write_many
 from bench.leaderboard import FORMATS, ci95_halfwidth, csv_safe, dedupe_records, md_cell, method_label
-from bench.records import RunRecord, config_hash, load_errata, load_records
+from bench.records import RunRecord, load_errata, load_records, setup_hash
 
 __all__ = ["build_suite_leaderboard", "render_suite_leaderboard", "suite_boards", "write_suite_leaderboard"]
 
@@ -45,7 +45,7 @@ def _stats(values: list[float]) -> dict:
 
 def _key(r: RunRecord) -> tuple:
     return (r.method, r.backbone, recipe_label(r.recipe) or "",
-            config_hash({k: v for k, v in r.config.items() if k != "seed"})[:8])
+            setup_hash(r.config)[:8])
 
 
 def _usable(suite: Suite, records: dict[str, list[RunRecord]], errata) -> tuple[dict[str, list[RunRecord]], list[str]]:
