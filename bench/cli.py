@@ -252,6 +252,22 @@ def _probe_suite(args, run_dir, suite):
                        log=lambda msg: out(msg, style="dim"), **_data_kw(args))
 
 
+def _model_options(args) -> list[str]:
+    """The model options of ``bench eval`` as a command line takes them again (the suite's continue hint): every
+    one that changes the encoder, so the continued suite has the same config and reuses the records made."""
+    out: list[str] = []
+    for flag, value in (("--weights", args.weights), ("--weights-key", args.weights_key),
+                        ("--weights-prefix", args.weights_prefix), ("--readout", args.readout), ("--name", args.name)):
+        if value is not None:
+            out += [flag, str(value)]
+    for flag, triple in (("--mean", args.mean), ("--std", args.std)):
+        if triple is not None:
+            out += [flag, *map(str, triple)]
+    for kv in args.model_arg:
+        out += ["--model-arg", kv]
+    return out
+
+
 def _suite_done(args, result, again: list[str]) -> None:
     """Each record of a suite run, then what was recorded, where its leaderboard comes from and (partial) the
     command ``again`` + options that continues it."""
@@ -389,9 +405,7 @@ def cmd_eval(args) -> int:
                                     name=args.name, allow_missing=args.allow_missing, data_root=args.data_root,
                                     cache_dir=args.cache_dir, datasets_root=_datasets_root(args),
                                     log=lambda msg: out(msg, style="dim"), **load_kw)
-        _suite_done(args, result, ["bench", "eval", "--model", args.model,
-                                   *(["--weights", str(args.weights)] if args.weights else []),
-                                   *(["--name", args.name] if args.name else [])])
+        _suite_done(args, result, ["bench", "eval", "--model", args.model, *_model_options(args)])
         return 0
     rec = api.evaluate(args.model, _benchmark(args), weights=args.weights, results_dir=args.results, name=args.name,
                        **_data_kw(args), **load_kw)

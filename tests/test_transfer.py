@@ -272,7 +272,8 @@ def test_allow_missing_scores_the_rest_and_says_how_to_continue(tiny_suite, tmp_
     suite = Suite(name="t-two", version=1, description="", benchmarks=("t-dtd-v1", "t-eurosat-v1"))
     monkeypatch.setitem(SUITES, suite.id, suite)
     res = str(tmp_path / "res")
-    argv = ["eval", "--model", _encoder_file(tmp_path), "--suite", suite.id, "--datasets-root", str(root),
+    norm = ["--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25"]  # part of the config: the hint repeats it
+    argv = ["eval", "--model", _encoder_file(tmp_path), *norm, "--suite", suite.id, "--datasets-root", str(root),
             "--results", res, "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 2
     assert "suite t-two-v1 lacks 1 of its 2 datasets (t-eurosat-v1)" in capsys.readouterr().err
@@ -280,7 +281,8 @@ def test_allow_missing_scores_the_rest_and_says_how_to_continue(tiny_suite, tmp_
     assert main([*argv, "--allow-missing"]) == 0
     out = capsys.readouterr().out
     assert "t-two-v1: 1 of 2 datasets recorded (0 found already); missing: t-eurosat-v1" in out
-    assert f"continue: bench eval --model {_encoder_file(tmp_path)} --suite t-two-v1 --datasets-root {root}" in out
+    assert (f"continue: bench eval --model {_encoder_file(tmp_path)} {' '.join(norm)} --suite t-two-v1 "
+            f"--datasets-root {root}") in out
     assert [r.benchmark.id for r in load_records(res)] == ["t-dtd-v1"]
 
 
