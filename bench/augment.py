@@ -7,6 +7,7 @@ per image and per view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 import kornia.augmentation as K
@@ -92,10 +93,11 @@ class ViewSpec:
         return asdict(self)
 
 
-def _view_pipeline(spec: ViewSpec, video: bool = False) -> nn.Module:
+def _view_pipeline(spec: ViewSpec, video: bool = False, crop: bool = True) -> nn.Module:
     """The kornia ops of one view; ``video``: clips (B, T, 3, H, W) with one set of random parameters
-    per clip, shared by all its frames (a crop that moves between frames would fake motion)."""
-    ops = _view_ops(spec)
+    per clip, shared by all its frames (a crop that moves between frames would fake motion); ``crop=False``:
+    without the RandomResizedCrop (the view arrives cropped)."""
+    ops = _view_ops(spec)[0 if crop else 1:]
     return K.VideoSequential(*ops, data_format="BTCHW", same_on_frame=True) if video else nn.Sequential(*ops)
 
 
@@ -127,16 +129,27 @@ class ViewAugmenter(nn.Module):
         self.specs = [s.with_size(img_size) for s in specs]
         # identical specs share one pipeline module (it holds no per-call state)
         self._pipes = nn.ModuleDict()
+        self._cropped: dict[str, nn.Module] = {}
         self._keys = []
         for s in self.specs:
             key = str(abs(hash(s)))
             if key not in self._pipes:
                 self._pipes[key] = _view_pipeline(s)
                 self._pipes[key + "_video"] = _view_pipeline(s, video=True)
+                # not registered as submodules: the checkpoints of runs (their state_dict) stay as they were
+                self._cropped[key] = _view_pipeline(s, crop=False)
             self._keys.append(key)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``images`` may also be one uint8 (B, 3, s, s) batch per view, each already cropped to its view's size
+        (a streamed split's, :class:`bench.data.streaming.StreamedViews`): the view's other ops follow."""
+        if isinstance(images, (list, tuple)):
+            if len(images) != len(self._keys):
+                raise ValueError(f"{len(images)} cropped batches for {len(self._keys)} views")
+            with one_cpu_thread(images[0].device):
+                return [normalize(self._cropped[k].to(x.device)(to_float(x)).clamp_(0, 1))
+                        for k, x in zip(self._keys, images)]
         with one_cpu_thread(images.device):
             x = to_float(images)
             suffix = "_video" if x.ndim == 5 else ""

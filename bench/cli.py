@@ -45,12 +45,16 @@ def _add_data_opts(p: argparse.ArgumentParser) -> None:
                         "$BENCH_DATASETS_ROOT)")
     p.add_argument("--cache-dir", default=None,
                    help="decoded-image and feature cache (default: $BENCH_CACHE_DIR or ~/.cache/ssl-bench)")
-    _add_decode_workers(p)
+    _add_decode_opts(p)
 
 
-def _add_decode_workers(p: argparse.ArgumentParser) -> None:
+def _add_decode_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-workers", type=int, default=None, metavar="N",
                    help="processes that decode a split into the cache on first use (default: the usable cores)")
+    p.add_argument("--cache-budget", type=float, default=None, metavar="GB",
+                   help="an image split not yet cached whose decoded array would exceed GB (10^9 bytes) is streamed "
+                        "instead: its JPEG bytes packed once, decoded per batch, training crops taken from the full "
+                        "images (default: 32; 0: stream every such split; see docs/data.md)")
 
 
 def _add_suite_opts(p: argparse.ArgumentParser) -> None:
@@ -73,7 +77,7 @@ def _add_batch_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagenet-root", default=None, metavar="PATH",
                    help="local ImageNet for the ImageNet benchmarks (default: $BENCH_IMAGENET_ROOT)")
     p.add_argument("--cache-dir", default=None, help="decoded-image and feature cache")
-    _add_decode_workers(p)
+    _add_decode_opts(p)
     p.add_argument("--results", default="results", help="folder of run records")
     p.add_argument("--leaderboards", default="leaderboards", help="folder of leaderboards (a sub-folder per benchmark)")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints and encoders go")
@@ -850,6 +854,10 @@ def main(argv: list[str] | None = None) -> int:
         if workers is not None or "bench.data.parallel" in sys.modules:  # not imported: nothing to reset (no torch)
             from bench.data.parallel import set_decode_workers
             set_decode_workers(workers)
+        budget = getattr(args, "cache_budget", None)  # None: the default budget
+        if budget is not None or "bench.data.streaming" in sys.modules:
+            from bench.data.streaming import set_cache_budget
+            set_cache_budget(budget)
         return args.func(args)
     except BenchError as e:
         if args.debug:

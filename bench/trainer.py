@@ -31,7 +31,7 @@ from bench.callbacks import CollapseMonitor, EpochLines, OnlineProbe, upgrade_ch
 from bench.config import TrainConfig
 from bench.console import is_terminal
 from bench.cpu_bf16 import FastCPUBF16
-from bench.errors import ConfigError, Interrupted, TrainingError
+from bench.errors import ConfigError, DataError, Interrupted, TrainingError
 from bench.io import atomic_torch_save, checksum_path
 from bench.monitors import is_collapsed
 from bench.schedules import cosine_schedule, warmup_cosine
@@ -102,12 +102,23 @@ class EpochBatchSampler(Sampler):
         yield from batches[skip:, rank * share:(rank + 1) * share]
 
 
-def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
-    ds = _BatchIndexed(images, labels)
+def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 views: Sequence = ()) -> DataLoader:
+    """Batches of (uint8 images, labels) in :class:`EpochBatchSampler` order. A streamed split
+    (:class:`~bench.data.streaming.StreamedImages`) gives instead each of ``views`` (sized ViewSpecs) cropped from
+    the full images, decoded in DataLoader worker processes (:func:`bench.data.parallel.decode_workers`)."""
+    from bench.data.streaming import StreamedImages, StreamedViews
+    streamed = isinstance(images, StreamedImages)
+    ds = StreamedViews(images, labels, views, seed) if streamed else _BatchIndexed(images, labels)
     if len(ds) < batch_size:
         raise TrainingError(f"batch size {batch_size} is larger than the training set ({len(ds)} images); lower --batch-size")
     sampler = EpochBatchSampler(len(ds), batch_size, seed)
-    return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available())
+    workers = 0
+    if streamed:
+        from bench.data.parallel import decode_workers
+        workers = decode_workers() if decode_workers() > 1 else 0
+    return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers else None, pin_memory=torch.cuda.is_available())
 
 
 class SSLModule(L.LightningModule):
@@ -132,10 +143,12 @@ class SSLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
+        if isinstance(images, str):  # a streamed file that cannot be decoded (bench.data.streaming.StreamedViews)
+            raise DataError(images)
         # a run resumed at any step replays its views; under DDP each rank draws its own (rank 0: as one process)
         torch.manual_seed(step_seed(self.cfg.seed, self.global_step) + self.global_rank)
-        views = self.augment(images)
-        if uses_channels_last(self.cfg, images):
+        views = self.augment(images)  # streamed splits give each view's crop already (bench.data.streaming)
+        if uses_channels_last(self.cfg, views[0]):
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         loss, terms = split_loss(self.method.training_loss(views), self.method.name)
         if not torch.isfinite(loss):
@@ -146,13 +159,13 @@ class SSLModule(L.LightningModule):
             with torch.no_grad():
                 emb = self.method.encoder(views[0])
         emb = emb.detach().float()
-        self.images_seen += len(images) * self.trainer.world_size  # every rank counts the global batch
+        self.images_seen += len(labels) * self.trainer.world_size  # every rank counts the global batch
         self.views_seen += sum(len(v) for v in views) * self.trainer.world_size
         # a method may point the collapse monitors at its projector output
         self.step_features = {"embedding": emb, "monitor": terms.get("monitor", emb).detach().float(), "labels": labels}
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()
                 if k not in ("embedding", "monitor") and isinstance(v, torch.Tensor) and v.ndim == 0}
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
         return loss
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -310,7 +323,8 @@ def fit(method: Method, images: torch.Tensor, labels: torch.Tensor, cfg: TrainCo
     run_dir = Path(run_dir)
     _check_execution(cfg, method)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
+    loader = train_loader(images, labels, cfg.batch_size, cfg.seed,
+                          views=[v.with_size(cfg.img_size) for v in method.views])
     num_classes = num_classes or int(labels.max()) + 1
     probe = OnlineProbe(method.encoder.embed_dim, num_classes) if cfg.online_probe else None
     module = SSLModule(method, cfg, steps_per_epoch=len(loader), sampler=loader.sampler,

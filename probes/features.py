@@ -16,6 +16,7 @@ from torch import nn
 from bench import distributed
 from bench.augment import eval_transform
 from bench.backbones import Backbone
+from bench.data.streaming import iter_batches
 from bench.io import atomic_torch_save
 
 FEATURE_CACHE_VERSION = 3  # 3: entries carry a sha256 of their bytes
@@ -50,8 +51,8 @@ def _extract(encoder: nn.Module, images: torch.Tensor, img_size: int, crop_pct: 
     cuda = device.type == "cuda"
     out = []
     try:
-        for i in range(0, len(images), batch_size):
-            x = eval_transform(images[i:i + batch_size].to(device, non_blocking=True), img_size, crop_pct)
+        for batch in iter_batches(images, batch_size):
+            x = eval_transform(batch.to(device, non_blocking=True), img_size, crop_pct)
             if cuda and x.ndim == 4:  # images; clips (B, T, 3, H, W) have no channels-last layout
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):

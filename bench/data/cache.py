@@ -1,6 +1,7 @@
 """The decoded-split cache shared by the file-backed loaders (image folders, ImageNet, ``hf:``, video folders).
 
-A split is decoded once into a uint8 ``.npy`` under ``CACHE_DIR/images`` (videos: ``CACHE_DIR/videos``) named
+A split is decoded once into a uint8 ``.npy`` under ``CACHE_DIR/images`` (videos: ``CACHE_DIR/videos``; the packed
+file bytes of a streamed split, :mod:`bench.data.streaming`: a 1-D one under ``CACHE_DIR/shards``) named
 by a key of what it was decoded from. The array is written to a temporary file beside it and moved into place
 only when complete; a ``.json`` beside it holds the data fingerprint, the array's shape and byte size, the sha256
 of the whole ``.npy`` (computed once, when it is written) and a *sample checksum*: the sha256 of the header and
@@ -77,6 +78,8 @@ def write_npy(out_path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray
 
 #: rows of a cached array hashed into its sample checksum (spread evenly, first and last included)
 SAMPLED_ROWS = 32
+#: bytes hashed at each sampled row of a 1-D entry (the packed file bytes of a streamed split)
+SAMPLED_CHUNK = 65536
 #: how long a DDP rank > 0 waits for rank 0 to write a cache entry (decoding ImageNet-1k takes a while)
 WAIT_S = 12 * 3600.0
 
@@ -99,8 +102,9 @@ def sample_sha256(npy: Path) -> str:
     array. Reads a fixed number of rows, whatever the array's length."""
     arr, _ = _layout(npy)
     h = hashlib.sha256(f"{arr.dtype.str}{tuple(arr.shape)}\n".encode())
+    flat = arr.ndim == 1  # packed bytes (bench.data.streaming): a chunk of SAMPLED_CHUNK bytes at each sampled row
     for i in sampled_rows(len(arr)):
-        h.update(np.ascontiguousarray(arr[i]).tobytes())
+        h.update(np.ascontiguousarray(arr[i:i + SAMPLED_CHUNK] if flat else arr[i]).tobytes())
     return h.hexdigest()
 
 
@@ -155,6 +159,13 @@ def valid_cache_meta(npy: Path, meta_path: Path, n: int, remove: bool = True) ->
     return None
 
 
+def cached_meta(cache_dir: str | Path, what: str, key: str, n: int) -> dict | None:
+    """The metadata of entry ``key`` under ``cache_dir/<what>s`` if it is whole (O(1), as on load), else None; a
+    corrupt entry is removed here by rank 0 only (never by a DDP rank > 0, which waits for rank 0's)."""
+    cache = Path(cache_dir) / f"{what}s"
+    return valid_cache_meta(cache / f"{key}.npy", cache / f"{key}.json", n, remove=launch_rank() == 0)
+
+
 def _wait_for_entry(npy: Path, meta_path: Path, n: int) -> dict:
     """On a DDP rank > 0: the entry rank 0 writes, once it is whole (polled; never built or removed here)."""
     deadline = time.monotonic() + WAIT_S
@@ -194,13 +205,13 @@ def _loaded(npy: Path, meta: dict) -> tuple[torch.Tensor, dict]:
 
 
 def verify_cache(cache_dir: str | Path) -> list[tuple[Path, str | None]]:
-    """Every entry under ``cache_dir`` (images and videos) with why it is not whole, None if it is: the full
+    """Every entry under ``cache_dir`` (images, videos and the packed bytes of streamed splits) with why it is not whole, None if it is: the full
     check (rows, header, size and the sha256 of the whole ``.npy``). A ``.npy`` without metadata is incomplete."""
     root = Path(cache_dir)
     if not root.is_dir():
         raise DataError(f"cache folder {root} does not exist (pass --cache-dir)")
     found = []
-    for sub in ("images", "videos"):
+    for sub in ("images", "videos", "shards"):
         for npy in sorted((root / sub).glob("*.npy")):
             meta = read_meta(npy.with_suffix(".json"))
             why = "no readable metadata (.json) beside it" if meta is None else _check(npy, meta, meta.get("n"), full=True)

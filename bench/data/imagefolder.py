@@ -148,20 +148,23 @@ def _cache_key(split_dir: Path, files: list[tuple[str, int]], size: int | None) 
     return files_cache_key(f"v{CACHE_VERSION}\n{split_dir.resolve()}\n{size}\n", split_dir, files)
 
 
-def _short_side(path: Path) -> int:
+def _short_side(path: Path, data: bytes | None = None) -> int:
+    """The short side of an image file (or of its bytes ``data``), from its header."""
+    import io
+
     from PIL import Image
     try:
-        with Image.open(path) as im:  # the header only: no pixels decoded
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:  # the header only: no pixels decoded
             return min(im.size)
     except Exception as e:  # noqa: BLE001
         why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}"
         raise DataError(f"cannot decode image {path}: {why}; fix or remove the file") from None
 
 
-def _decode_one(job: tuple[Path, str, str | None, int]) -> tuple[torch.Tensor, str]:
-    """One file -> (uint8 (3, side, side), sha256 of its bytes); ``job`` is (path, manifest key, expected sha256
-    or None when there is no manifest, side). Runs in a decode worker process."""
-    path, key, expected, side = job
+def _read_checked(job: tuple[Path, str, str | None, int]) -> tuple[bytes, str]:
+    """The bytes of one file and their sha256, checked against the manifest; ``job`` is (path, manifest key,
+    expected sha256 or None when there is no manifest, side)."""
+    path, key, expected, _ = job
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -172,18 +175,37 @@ def _decode_one(job: tuple[Path, str, str | None, int]) -> tuple[torch.Tensor, s
             raise DataError(f"{path} is not listed in {path.parents[2] / 'MANIFEST.tsv'}")
         if expected != digest:
             raise DataError(f"{path} does not match its sha256 in MANIFEST.tsv (changed or corrupt file)")
-    return resize_center(decode_image(path, data), side), digest
+    return data, digest
 
 
-def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: str, progress: bool,
+def _decode_one(job: tuple[Path, str, str | None, int]) -> tuple[torch.Tensor, str]:
+    """One file -> (uint8 (3, side, side), sha256 of its bytes) (``job``: see :func:`_read_checked`). Runs in a
+    decode worker process."""
+    data, digest = _read_checked(job)
+    return resize_center(decode_image(job[0], data), job[3]), digest
+
+
+def _check_one(job: tuple[Path, str, str | None, int]) -> tuple[torch.Tensor, str]:
+    """One file -> (its bytes as a uint8 tensor, sha256), its header read (a file that is no image fails here,
+    not mid-run). Runs in a worker process while a split is packed for streaming."""
+    data, digest = _read_checked(job)
+    _short_side(job[0], data)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), digest
+
+
+def _jobs(split_dir: Path, files, manifest, split: str, side: int) -> list[tuple[Path, str, str | None, int]]:
+    return [(split_dir / rel, f"{split}/{rel}" if manifest is not None else "",
+             manifest.get(f"{split}/{rel}") if manifest is not None else None, side) for rel, _ in files]
+
+
+def _decode_all(split_dir: Path, files, size: int | None, out_path: Path, manifest, split: str, progress: bool,
                 workers: int | None = None) -> str:
-    """Decode every file into a new .npy at out_path; returns the fingerprint. Without ``size`` every image is
-    resized (short side) and centre-cropped to the smallest short side in the folder (read from the headers).
+    """Decode every file, resized (short side) and centre-cropped to ``size``, into a new .npy at out_path;
+    returns the fingerprint. Without ``size``: the smallest short side in the folder (read from the headers).
     ``workers`` processes decode (default: :func:`bench.data.parallel.decode_workers`); the rows and the
     fingerprint do not depend on their number."""
     side = size or min(_short_side(split_dir / rel) for rel, _ in files)
-    jobs = [(split_dir / rel, f"{split}/{rel}" if manifest is not None else "",
-             manifest.get(f"{split}/{rel}") if manifest is not None else None, side) for rel, _ in files]
+    jobs = _jobs(split_dir, files, manifest, split, side)
 
     def fill(arr: np.ndarray) -> str:
         digests = []
@@ -195,6 +217,55 @@ def _decode_all(split_dir: Path, files, size, out_path: Path, manifest, split: s
         return split_fingerprint(digests)
 
     return write_npy(out_path, (len(files), 3, side, side), fill)
+
+
+def _pack_all(split_dir: Path, files, sizes: list[int], out_path: Path, manifest, split: str, progress: bool,
+              workers: int | None = None) -> str:
+    """Pack every file's bytes, in file order, into a new 1-D .npy at out_path (see :mod:`bench.data.streaming`);
+    returns the fingerprint (the same as :func:`_decode_all` gives for these files)."""
+    jobs = _jobs(split_dir, files, manifest, split, 0)
+
+    def fill(arr: np.ndarray) -> str:
+        digests, at = [], 0
+        packed = ordered_map(_check_one, jobs, workers=workers, description=f"packing {split_dir}", progress=progress)
+        for (rel, _), size, (data, digest) in zip(files, sizes, packed):
+            if len(data) != size:
+                raise DataError(f"{split_dir / rel} changed while it was packed ({size} bytes, then {len(data)}); "
+                                f"run again")
+            arr[at:at + size] = data.numpy()
+            at += size
+            digests.append((rel, digest))
+        return split_fingerprint(digests)
+
+    return write_npy(out_path, (sum(sizes),), fill)
+
+
+def load_image_files(split_dir: Path, files: list[tuple[str, int]], *, size: int | None, cache_dir: str | Path,
+                     manifest: dict | None, split: str, info: dict, progress: bool = False,
+                     decode_workers: int | None = None):
+    """The images of ``files`` (relpaths under ``split_dir``) and their data fingerprint: the decoded uint8
+    (N, 3, S, S) cache entry, or, when that is not cached and would exceed the cache budget
+    (:func:`bench.data.streaming.cache_budget`), a :class:`~bench.data.streaming.StreamedImages` over the packed
+    file bytes. Without ``size`` S is the smallest short side in the folder (read from the headers)."""
+    from bench.data.cache import cached_meta
+    from bench.data.streaming import StreamedImages, cache_budget
+    key = _cache_key(split_dir, files, size)
+    meta = cached_meta(cache_dir, "image", key, len(files))
+    if meta is None:
+        sizes = [(split_dir / rel).stat().st_size for rel, _ in files]
+        packed = cached_meta(cache_dir, "shard", key, sum(sizes))
+        side = packed["side"] if packed else size or min(_short_side(split_dir / rel) for rel, _ in files)
+        if packed or len(files) * 3 * side * side > cache_budget():
+            data, packed = load_cached(cache_dir, "shard", key, {**info, "n": sum(sizes), "side": side},
+                                       lambda npy: _pack_all(split_dir, files, sizes, npy, manifest, split, progress,
+                                                             decode_workers))
+            return StreamedImages(data, sizes, [split_dir / rel for rel, _ in files], side), packed["fingerprint"]
+    else:  # cached: nothing is decoded (unless the entry breaks in between: then size None reads the headers)
+        side = size
+    images, meta = load_cached(cache_dir, "image", key, info,
+                               lambda npy: _decode_all(split_dir, files, side, npy, manifest, split, progress,
+                                                       decode_workers))
+    return images, meta["fingerprint"]
 
 
 def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_dir: str | Path,
@@ -214,11 +285,10 @@ def load_imagefolder(split_dir: str | Path, *, size: int | None = None, cache_di
                                 f"e.g. {sorted(missing)[0]}")
     else:
         manifest = None
-    images, meta = load_cached(
-        cache_dir, "image", _cache_key(split_dir, files, size),
-        {"root": str(split_dir.resolve()), "n": len(files), "classes": classes},
-        lambda npy: _decode_all(split_dir, files, size, npy, manifest, split_dir.name, progress, decode_workers))
+    images, fingerprint = load_image_files(
+        split_dir, files, size=size, cache_dir=cache_dir, manifest=manifest, split=split_dir.name,
+        info={"root": str(split_dir.resolve()), "n": len(files), "classes": classes}, progress=progress,
+        decode_workers=decode_workers)
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ImageData(images=images, labels=labels, classes=classes,
-                     fingerprint=meta["fingerprint"], spec=spec or f"imagefolder:{split_dir.parent}",
+    return ImageData(images=images, labels=labels, classes=classes, fingerprint=fingerprint, spec=spec or f"imagefolder:{split_dir.parent}",
                      split=split or split_dir.name)

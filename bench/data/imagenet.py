@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data.cache import load_cached
-from bench.data.imagefolder import IMAGE_EXTENSIONS, ImageData, _cache_key, _decode_all
+from bench.data.imagefolder import IMAGE_EXTENSIONS, ImageData, load_image_files
 from bench.errors import DataError
 
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
@@ -130,12 +129,11 @@ def load_imagenet_split(spec: str, split: str, *, size: int | None = None, image
     root = resolve_imagenet_root(imagenet_root, spec)
     classes, files = scan_imagenet(root, split, wnids, name)
     split_dir = root / split
-    images, meta = load_cached(
-        cache_dir, "image", _cache_key(split_dir, files, size),
-        {"root": str(split_dir.resolve()), "n": len(files), "classes": classes},
-        lambda npy: _decode_all(split_dir, files, size, npy, None, split, progress))
+    images, fingerprint = load_image_files(
+        split_dir, files, size=size, cache_dir=cache_dir, manifest=None, split=split,
+        info={"root": str(split_dir.resolve()), "n": len(files), "classes": classes}, progress=progress)
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return ImageNetData(images=images, labels=labels, classes=classes, fingerprint=meta["fingerprint"],
+    return ImageNetData(images=images, labels=labels, classes=classes, fingerprint=fingerprint,
                         spec=spec, split=split, files=tuple(rel for rel, _ in files))
 
 

@@ -119,6 +119,14 @@ def perf_table(report: dict) -> dict:
             rows.append((f"decode, {w} worker{'s' if w > 1 else ''}", f"{dec['images_per_s'][str(w)]:.0f} img/s",
                          f"{dec['images']} JPEGs 500x375 ({dec['jpeg_kb']:.0f} kB) -> {dec['size']} px cache"
                          + ("" if w == 1 else f"; rows identical: {dec['identical_rows']}")))
+        if "streaming" in d:
+            st, w = d["streaming"], d["streaming"]["workers"]
+            rows.append(("stream: pack", f"{st['pack_images_per_s']:.0f} img/s",
+                         f"the same JPEGs' bytes into one indexed byte file, {w} worker{'s' if w > 1 else ''}"))
+            rows.append(("stream: evaluation rows", f"{st['eval_images_per_s']:.0f} img/s",
+                         f"decoded per batch -> {dec['size']} px; identical to the cached rows: {st['identical_rows']}"))
+            rows.append(("stream: training views", f"{st['train_images_per_s']:.0f} img/s",
+                         f"2 RandomResizedCrops from the full image -> {st['train_view_px']} px, DataLoader workers"))
         for e in d["cache_load"]["entries"]:
             rows.append((f"open cached split, {e['mib']:.0f} MiB", f"{1000 * e['load_s']:.1f} ms",
                          f"{e['rows']} rows; a whole-file sha256 takes {1000 * e['full_sha256_s']:.0f} ms"))

@@ -6,6 +6,8 @@
 - ``cache_load``: the time to open a cached split of ``opts.cache_rows[0]`` and of ``opts.cache_rows[1]`` rows
   (the check on load: header, size, sample checksum; then the memory map), beside the time the whole-file
   sha256 would take (what every load cost before), to show the first flat and the second growing with the size.
+- ``streaming``: the same tree on the streaming path (:mod:`bench.data.streaming`): images/s packing it, decoding
+  evaluation rows, and making two training views per image from the full images; its rows must equal the cache's.
 - plus :func:`bench.perf.measure.data_pipeline` (uint8 cache -> batched views).
 """
 
@@ -39,14 +41,13 @@ def synthetic_imagenet_tree(split_dir: Path, n: int, classes: int = 10, seed: in
     return split_dir
 
 
-def decode_speed(opts, root: Path) -> dict:
-    """Images/s decoding the tree into a fresh cache with 1 worker and with one per usable core."""
+def decode_speed(opts, root: Path, split: Path) -> dict:
+    """Images/s decoding the tree ``split`` into a fresh cache with 1 worker and with one per usable core."""
     import torch
 
     from bench.data.imagefolder import load_imagefolder
     from bench.data.parallel import decode_workers
 
-    split = synthetic_imagenet_tree(root / "train", opts.decode_images, seed=opts.seed)
     load_imagefolder(split, size=opts.decode_size, cache_dir=root / "warm", decode_workers=1)  # page cache, imports
     workers = sorted({1, decode_workers()})
     seconds, images = {}, {}
@@ -62,6 +63,40 @@ def decode_speed(opts, root: Path) -> dict:
             "workers": workers, "seconds": {str(w): s for w, s in seconds.items()},
             "images_per_s": {str(w): n / s for w, s in seconds.items()}, "identical_rows": same,
             "decode_speedup": seconds[1] / seconds[workers[-1]]}
+
+
+def streaming_speed(opts, root: Path, split: Path, batch_size: int = 64) -> dict:
+    """The streaming path on the tree ``split`` (decoded already into ``root/cache1`` by :func:`decode_speed`):
+    images/s packing it, decoding evaluation rows per batch, and making SimCLR's two training views per image
+    (RandomResizedCrop from the full image) in DataLoader workers; whether its rows equal the cached ones."""
+    import torch
+
+    from bench.augment import ViewSpec
+    from bench.data import streaming
+    from bench.data.imagefolder import load_imagefolder
+    from bench.data.parallel import decode_workers
+    from bench.trainer import train_loader
+
+    n = opts.decode_images
+    streaming.set_cache_budget(0)
+    try:
+        t = time.perf_counter()
+        streamed = load_imagefolder(split, size=opts.decode_size, cache_dir=root / "stream")
+        pack_s = time.perf_counter() - t
+    finally:
+        streaming.set_cache_budget(None)
+    cached = load_imagefolder(split, size=opts.decode_size, cache_dir=root / "cache1")
+    t = time.perf_counter()
+    rows = torch.cat(list(streaming.iter_batches(streamed.images, batch_size)))
+    eval_s = time.perf_counter() - t
+    views = [ViewSpec().with_size(opts.img_size)] * 2
+    loader = train_loader(streamed.images, streamed.labels, min(batch_size, n), opts.seed, views=views)
+    t = time.perf_counter()
+    steps = sum(1 for _ in loader)
+    train_s = time.perf_counter() - t
+    return {"workers": decode_workers(), "pack_images_per_s": n / pack_s, "eval_images_per_s": n / eval_s,
+            "train_images_per_s": steps * min(batch_size, n) / train_s, "train_view_px": opts.img_size,
+            "identical_rows": torch.equal(rows, cached.images), "same_fingerprint": streamed.fingerprint == cached.fingerprint}
 
 
 def cache_load_time(opts, root: Path, repeats: int = 5) -> dict:
@@ -107,7 +142,9 @@ def data_section(opts) -> dict:
 
     report = data_pipeline(opts)
     with tempfile.TemporaryDirectory(prefix="bench-perf-data-") as tmp:
-        report["decode"] = decode_speed(opts, Path(tmp))
+        split = synthetic_imagenet_tree(Path(tmp) / "train", opts.decode_images, seed=opts.seed)
+        report["decode"] = decode_speed(opts, Path(tmp), split)
+        report["streaming"] = streaming_speed(opts, Path(tmp), split)
     with tempfile.TemporaryDirectory(prefix="bench-perf-cache-") as tmp:
         report["cache_load"] = cache_load_time(opts, Path(tmp))
     report["decode_speedup"] = report["decode"]["decode_speedup"]

@@ -1,0 +1,170 @@
+"""The streaming path: a split too large for the cache budget is kept as its JPEG bytes and decoded per batch.
+
+A decoded split costs N x 3 x S x S bytes (ImageNet-1k at 256 px: ~250 GB). When that exceeds the cache budget
+(``--cache-budget GB``, default :data:`DEFAULT_BUDGET_GB`; :func:`set_cache_budget`), the loaders of image folders
+and ImageNet pack the files' bytes, in file order, into one *indexed byte file*: a 1-D uint8 ``.npy`` under
+``CACHE_DIR/shards`` (the same cache entries as decoded splits: written once, sample checksum on load, ``bench
+cache verify``, rank 0 writes under DDP), its row offsets being the running sum of the file sizes, which the
+entry's key pins (it hashes every file's size and mtime). The data fingerprint is computed from the same bytes as
+on the cached path, so a benchmark's pinned fingerprint holds either way.
+
+:class:`StreamedImages` stands where a cached split's uint8 (N, 3, S, S) tensor does: indexing it decodes those
+rows exactly as the cache would have stored them (same decoder, same resize + centre crop), so evaluation features
+are identical on both paths. Training reads it through :class:`StreamedViews`: DataLoader workers decode each
+image at full size and take every view's RandomResizedCrop from the *full* image (torchvision), seeded by the
+batch, then the trainer applies the rest of each view's augmentation batched on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError, DataError
+
+__all__ = ["DEFAULT_BUDGET_GB", "StreamedImages", "StreamedViews", "cache_budget", "iter_batches",
+           "set_cache_budget", "view_crops"]
+
+#: the default cache budget: splits whose decoded array is larger are streamed
+DEFAULT_BUDGET_GB = 32.0
+
+_budget: float | None = None
+
+
+def set_cache_budget(gb: float | None) -> None:
+    """Fix the cache budget for this process, in GB (10^9 bytes; None: :data:`DEFAULT_BUDGET_GB`; 0 streams every
+    image split that is not cached yet)."""
+    global _budget
+    if gb is not None and not gb >= 0:
+        raise ConfigError(f"--cache-budget must be a size in GB, 0 or more (got {gb})")
+    _budget = gb
+
+
+def cache_budget() -> float:
+    """The cache budget in bytes."""
+    return (DEFAULT_BUDGET_GB if _budget is None else _budget) * 1e9
+
+
+class StreamedImages:
+    """A split kept as encoded bytes: behaves as the uint8 (N, 3, side, side) tensor the cache would hold
+    (``len``, ``shape``, ``ndim``, ``dtype``; an int, slice, list or index tensor gives the decoded rows)."""
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def __init__(self, packed: torch.Tensor, sizes: Sequence[int], paths: Sequence[Path], side: int):
+        self.packed, self.paths, self.side = packed, list(paths), side
+        self.offsets = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
+        if self.offsets[-1] != len(packed):
+            raise ValueError(f"packed bytes hold {len(packed)} bytes, the file sizes sum to {self.offsets[-1]}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), 3, self.side, self.side))
+
+    def encoded(self, i: int) -> bytes:
+        """The file bytes of row ``i``."""
+        return self.packed[int(self.offsets[i]):int(self.offsets[i + 1])].numpy().tobytes()
+
+    def full(self, i: int) -> torch.Tensor:
+        """Row ``i`` decoded at its full size: uint8 (3, H, W)."""
+        from bench.data.imagefolder import decode_image
+        return decode_image(self.paths[i], self.encoded(i))
+
+    def row(self, i: int) -> torch.Tensor:
+        """Row ``i`` as the cache stores it: uint8 (3, side, side) (short side resized, centre crop)."""
+        from bench.data.imagefolder import resize_center
+        return resize_center(self.full(i), self.side)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, (int, np.integer)) or (torch.is_tensor(idx) and idx.ndim == 0):
+            i = int(idx)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"row {i} of a split of {len(self)}")
+            return self.row(i % len(self))
+        rows = range(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).tolist()
+        if not rows:
+            return torch.empty((0, 3, self.side, self.side), dtype=torch.uint8)
+        return torch.stack([self.row(i) for i in rows])
+
+
+class _Slices(torch.utils.data.Dataset):
+    def __init__(self, images: StreamedImages, batch_size: int):
+        self.images, self.batch_size = images, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, b: int) -> tuple[bool, torch.Tensor | str]:
+        from bench.threads import one_cpu_thread
+        try:
+            with one_cpu_thread():
+                return True, self.images[b * self.batch_size:(b + 1) * self.batch_size]
+        except DataError as e:  # passed on as a value: DataLoader would wrap it in a multi-line traceback
+            return False, str(e)
+
+
+def iter_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive batches of rows of a split, in order: slices of a tensor, or for :class:`StreamedImages`
+    batches decoded by DataLoader worker processes (:func:`bench.data.parallel.decode_workers`)."""
+    if not isinstance(images, StreamedImages):
+        for i in range(0, len(images), batch_size):
+            yield images[i:i + batch_size]
+        return
+    from bench.data.parallel import decode_workers
+    workers = min(decode_workers(), -(-len(images) // batch_size))
+    for ok, batch in torch.utils.data.DataLoader(_Slices(images, batch_size), batch_size=None, shuffle=False,
+                                                 num_workers=workers if workers > 1 else 0):
+        if not ok:
+            raise DataError(batch)
+        yield batch
+
+
+def batch_seed(seed: int, idx: torch.Tensor) -> int:
+    """The crop seed of one training batch: the run's seed and the batch's rows (a resumed run replays it)."""
+    h = hashlib.sha256(f"{seed}:".encode() + idx.to(torch.int64).numpy().tobytes())
+    return int.from_bytes(h.digest()[:8], "little") % (2**63)
+
+
+def view_crops(image: torch.Tensor, specs: Sequence) -> list[torch.Tensor]:
+    """One RandomResizedCrop per view spec (its ``scale``, ``ratio`` and ``size``), each taken from the whole
+    uint8 (3, H, W) image (torchvision's sampling, from the global torch RNG) and resized to ``size`` x ``size``."""
+    from torchvision.transforms import RandomResizedCrop
+    from torchvision.transforms.v2 import functional as TF
+    out = []
+    for spec in specs:
+        top, left, h, w = RandomResizedCrop.get_params(image, list(spec.scale), list(spec.ratio))
+        out.append(TF.resized_crop(image, top, left, h, w, [spec.size, spec.size], antialias=True))
+    return out
+
+
+class StreamedViews(torch.utils.data.Dataset):
+    """Training batches of a :class:`StreamedImages` split: indexed by a batch of row indices (from the trainer's
+    sampler), gives ([uint8 (B, 3, s, s) per view], labels), every crop from the full decoded image. A file that
+    cannot be decoded gives (its DataError's message, None) instead, which the trainer raises as that DataError
+    (raised in a DataLoader worker, it would reach the user wrapped in a multi-line traceback)."""
+
+    def __init__(self, images: StreamedImages, labels: torch.Tensor, specs: Sequence, seed: int):
+        self.images, self.labels, self.specs, self.seed = images, labels, list(specs), seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        from bench.threads import one_cpu_thread
+        idx = torch.as_tensor(idx)
+        try:
+            with one_cpu_thread(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(batch_seed(self.seed, idx))
+                crops = [view_crops(self.images.full(int(i)), self.specs) for i in idx]
+        except DataError as e:
+            return str(e), None
+        views = [torch.stack([c[v] for c in crops]) for v in range(len(self.specs))]
+        return views, self.labels[idx]
