@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data.imagefolder import decode_image, load_imagefolder
+from bench.data.decode import decode_image
+from bench.data.imagefolder import load_imagefolder
 from bench.errors import DataError
 
 

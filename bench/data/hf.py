@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from bench.data.cache import load_cached, progress_iter, write_npy
-from bench.data.imagefolder import CACHE_VERSION, ImageData, decode_image, resize_center
+from bench.data.decode import decode_image, resize_center
+from bench.data.imagefolder import CACHE_VERSION, ImageData
 from bench.errors import DataError
 
 SPLIT_ALIASES = {"val": ("validation", "valid", "test"), "validation": ("val", "valid"), "test": ("testing",)}

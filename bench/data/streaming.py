@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.decode import decode_image, resize_center
 from bench.errors import ConfigError, DataError
 
 __all__ = ["DEFAULT_BUDGET_GB", "StreamedImages", "StreamedViews", "cache_budget", "iter_batches",
@@ -75,12 +76,10 @@ class StreamedImages:
 
     def full(self, i: int) -> torch.Tensor:
         """Row ``i`` decoded at its full size: uint8 (3, H, W)."""
-        from bench.data.imagefolder import decode_image
         return decode_image(self.paths[i], self.encoded(i))
 
     def row(self, i: int) -> torch.Tensor:
         """Row ``i`` as the cache stores it: uint8 (3, side, side) (short side resized, centre crop)."""
-        from bench.data.imagefolder import resize_center
         return resize_center(self.full(i), self.side)
 
     def __getitem__(self, idx) -> torch.Tensor:

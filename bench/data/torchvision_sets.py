@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from bench.data.cache import files_cache_key, load_cached, progress_iter, write_npy
-from bench.data.imagefolder import CACHE_VERSION, ImageData, _decode_all, resize_center
+from bench.data.decode import resize_center
+from bench.data.imagefolder import CACHE_VERSION, ImageData, _decode_all
 from bench.errors import DataError
 
 #: seed of the fixed train / test split of the datasets torchvision gives no split for
