@@ -55,6 +55,20 @@ def corrupt_image(tmp):
     return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}")
 
 
+def truncated_streamed_jpeg(tmp):
+    """A JPEG whose header reads but whose pixels are cut short, on the streaming path (--cache-budget 0): packing
+    takes it, the first training batch that decodes it stops the run with one line naming it."""
+    root = _folder(tmp / "ds")
+    for png in sorted((root / "train").rglob("*.png")):
+        Image.open(png).save(png.with_suffix(".jpg"), quality=90)
+        png.unlink()
+    jpg = root / "train" / "a" / "1.jpg"
+    data = jpg.read_bytes()
+    jpg.write_bytes(data[:int(len(data) * 0.7)])
+    return _run(tmp, "--method", "simclr", "--data", f"imagefolder:{root}", "--cache-budget", "0", "--epochs", "1",
+                "--batch-size", "4", "--img-size", "16", "--stem", "imagenet", "--decode-workers", "1")
+
+
 def empty_class(tmp):
     root = _folder(tmp / "ds")
     (root / "train" / "c_empty").mkdir()
@@ -303,6 +317,8 @@ CASES = {
     "missing data root": (lambda t: _run(t, "--method", "simclr", "--benchmark", "imagenette64-v1",
                                          "--data-root", str(t / "nowhere")), "nowhere"),
     "no decode workers": (lambda t: _run(t, "--method", "simclr", "--decode-workers", "0"), "--decode-workers must be"),
+    "negative cache budget": (lambda t: _run(t, "--method", "simclr", "--cache-budget", "-1"), "--cache-budget must be"),
+    "truncated JPEG, streamed": (truncated_streamed_jpeg, "1.jpg: OSError: image file is truncated"),
     "cache verify of a missing folder": (lambda t: ["cache", "verify", "--cache-dir", str(t / "nocache")],
                                          "nocache does not exist"),
     "perf --cache-rows not a pair": (lambda t: ["perf", "--only", "data", "--cache-rows", "100",

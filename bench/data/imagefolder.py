@@ -105,8 +105,8 @@ def _short_side(path: Path, data: bytes | None = None) -> int:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:  # the header only: no pixels decoded
             return min(im.size)
     except Exception as e:  # noqa: BLE001
-        why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}"
-        raise DataError(f"cannot decode image {path}: {why}; fix or remove the file") from None
+        why = "not a readable image file" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}: {e}"
+        raise DataError(f"cannot decode image {path}: {why}; fix or remove the file".splitlines()[0]) from None
 
 
 def _read_checked(job: tuple[Path, str, str | None, int]) -> tuple[bytes, str]:
