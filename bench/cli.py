@@ -240,12 +240,15 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _suite(args):
-    """The --suite of a command (checked before any work), or None."""
+def _suite(args, names_benchmarks: bool = False):
+    """The --suite of a command (checked before any work), or None. ``names_benchmarks``: the suite is what the
+    command scores (probe, eval), so --benchmark / --data may not come with it."""
     if not getattr(args, "suite", None):
         if getattr(args, "allow_missing", False):
             raise BenchError("--allow-missing goes with --suite")
         return None
+    if names_benchmarks and (args.benchmark or args.data):
+        raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
     from bench.benchmarks.suites import get_suite
     return get_suite(args.suite)
 
@@ -376,10 +379,8 @@ def cmd_curves(args) -> int:
 
 def cmd_probe(args) -> int:
     import bench as api
-    suite = _suite(args)
+    suite = _suite(args, names_benchmarks=True)
     if suite is not None:
-        if args.benchmark or args.data:
-            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
         _suite_done(args, _probe_suite(args, args.run_dir, suite), ["bench", "probe", str(args.run_dir)])
         return 0
     given = args.benchmark is not None or args.data is not None
@@ -401,14 +402,11 @@ def cmd_eval(args) -> int:
     load_kw = dict(weights_key=args.weights_key, weights_prefix=args.weights_prefix, mean=args.mean, std=args.std,
                    readout=args.readout,
                    model_kwargs=_set_overrides(args.model_arg, flag="--model-arg") if args.model_arg else None)
-    suite = _suite(args)
+    suite = _suite(args, names_benchmarks=True)
     if suite is not None:
-        if args.benchmark or args.data:
-            raise BenchError("--suite names the benchmarks: give it without --benchmark / --data")
         result = api.evaluate_suite(args.model, suite, weights=args.weights, results_dir=args.results,
-                                    name=args.name, allow_missing=args.allow_missing, data_root=args.data_root,
-                                    cache_dir=args.cache_dir, datasets_root=_datasets_root(args),
-                                    log=lambda msg: out(msg, style="dim"), **load_kw)
+                                    name=args.name, allow_missing=args.allow_missing,
+                                    log=lambda msg: out(msg, style="dim"), **_data_kw(args), **load_kw)
         _suite_done(args, result, ["bench", "eval", "--model", args.model, *_model_options(args)])
         return 0
     rec = api.evaluate(args.model, _benchmark(args), weights=args.weights, results_dir=args.results, name=args.name,

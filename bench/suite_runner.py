@@ -93,10 +93,17 @@ def _cache(cache_dir: str | None) -> str:
     return str(cache_dir or default_cache_dir())
 
 
+def _recorded(results_dir: str | Path, bench: Benchmark, match: Callable[[RunRecord], bool]) -> RunRecord | None:
+    """The first record under ``results_dir`` of ``bench`` as it is now (its spec hash) that ``match`` accepts."""
+    return next((r for r in load_records(results_dir, bench.id)
+                 if r.benchmark.spec_hash == bench.spec_hash() and match(r)), None)
+
+
 def evaluate_suite(encoder_or_spec, suite: Suite | str, *, weights: str | Path | None = None,
                    results_dir: str | Path = "results", name: str | None = None, allow_missing: bool = False,
-                   data_root: str | None = None, cache_dir: str | None = None, datasets_root: str | None = None,
-                   log: Callable[[str], None] | None = print, **load_kw) -> SuiteRun:
+                   data_root: str | None = None, cache_dir: str | None = None, imagenet_root: str | None = None,
+                   datasets_root: str | None = None, log: Callable[[str], None] | None = print,
+                   **load_kw) -> SuiteRun:
     """An external encoder (model spec or ``nn.Module``, as :func:`bench.evaluate`) on every benchmark of
     ``suite``; one record per benchmark under ``results_dir``."""
     from bench.scoring import encoder_label, evaluate, external_config, resolve_encoder
@@ -112,9 +119,8 @@ def evaluate_suite(encoder_or_spec, suite: Suite | str, *, weights: str | Path |
 
     def existing(bench: Benchmark) -> RunRecord | None:
         want = config_hash(external_config(encoder_for(bench)[1]))
-        return next((r for r in load_records(results_dir, bench.id)
-                     if r.status == "ok" and r.origin == "external" and r.method == label and r.config_hash == want
-                     and r.benchmark.spec_hash == bench.spec_hash()), None)
+        return _recorded(results_dir, bench, lambda r: r.status == "ok" and r.origin == "external"
+                         and r.method == label and r.config_hash == want)
 
     def score(bench: Benchmark, data) -> RunRecord:
         rec = evaluate(encoder_for(bench)[0], bench, results_dir=results_dir, name=label, data=data,
@@ -124,7 +130,7 @@ def evaluate_suite(encoder_or_spec, suite: Suite | str, *, weights: str | Path |
         return rec
 
     return run_suite(suite, score, existing, allow_missing=allow_missing, data_root=data_root, cache_dir=cache_dir,
-                     datasets_root=datasets_root, log=log)
+                     imagenet_root=imagenet_root, datasets_root=datasets_root, log=log)
 
 
 def probe_suite(run_dir: str | Path, suite: Suite | str, *, results_dir: str | Path = "results",
@@ -137,8 +143,7 @@ def probe_suite(run_dir: str | Path, suite: Suite | str, *, results_dir: str | P
     cache_dir = _cache(cache_dir)
 
     def existing(bench: Benchmark) -> RunRecord | None:
-        return next((r for r in load_records(results_dir, bench.id) if r.run_id == run_id and r.status != "failed"
-                     and r.benchmark.spec_hash == bench.spec_hash()), None)
+        return _recorded(results_dir, bench, lambda r: r.run_id == run_id and r.status != "failed")
 
     def score(bench: Benchmark, data) -> RunRecord:
         return probe_run(run_dir, bench, results_dir=results_dir, data=data, cache_dir=cache_dir, log=log)

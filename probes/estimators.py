@@ -42,8 +42,6 @@ LIDAR_DELTA = 1e-4
 LIDAR_SCALE = (0.25, 1.0)
 EPS = 1e-7
 
-ESTIMATORS = ("rankme", "alpha_req", "lidar")
-
 
 def rankme(feats: torch.Tensor) -> float:
     """Smooth rank of the feature matrix (see the module docstring); the uncentred features, as in the paper."""

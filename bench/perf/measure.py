@@ -191,20 +191,17 @@ def _views(cfg: TrainConfig) -> int:
     return len(get_method(cfg.method).views)
 
 
-def data_pipeline(opts: PerfOptions) -> dict:
-    """uint8 images -> epoch sampler batches -> batched kornia views on the training device."""
+def time_augmentation(cfg: TrainConfig, images, labels, batches: int) -> tuple[float, int, int]:
+    """The batched augmentation alone on the training device, over ``batches`` sampler batches after one warm-up
+    batch: (seconds, views made, specs per image)."""
     from bench.augment import ViewAugmenter
     from bench.trainer import train_loader
     from methods import get_method
 
     device = _device()
-    cfg = train_config(opts)
-    n_batches = opts.data_batches + 1
-    images, labels = _fake_data(opts, cfg, n_batches * opts.batch_size)
     augment = ViewAugmenter(get_method(cfg.method).views, cfg.img_size).to(device)
-    loader = train_loader(images, labels, cfg.batch_size, cfg.seed)
     start, views = None, 0
-    for i, (x, _) in enumerate(loader):
+    for i, (x, _) in zip(range(batches + 1), train_loader(images, labels, cfg.batch_size, cfg.seed)):
         if i == 1:  # batch 0 warms up
             _sync(device)
             start = time.perf_counter()
@@ -212,8 +209,15 @@ def data_pipeline(opts: PerfOptions) -> dict:
         if i >= 1:
             views += sum(len(v) for v in out)
     _sync(device)
-    elapsed = time.perf_counter() - start
-    return {"batches": opts.data_batches, "batch_size": cfg.batch_size, "views_per_image": len(augment.specs),
+    return time.perf_counter() - start, views, len(augment.specs)
+
+
+def data_pipeline(opts: PerfOptions) -> dict:
+    """uint8 images -> epoch sampler batches -> batched kornia views on the training device."""
+    cfg = train_config(opts)
+    images, labels = _fake_data(opts, cfg, (opts.data_batches + 1) * opts.batch_size)
+    elapsed, views, per_image = time_augmentation(cfg, images, labels, opts.data_batches)
+    return {"batches": opts.data_batches, "batch_size": cfg.batch_size, "views_per_image": per_image,
             "seconds": elapsed, "images_per_s": opts.data_batches * cfg.batch_size / elapsed,
             "views_per_s": views / elapsed}
 

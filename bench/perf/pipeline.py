@@ -73,20 +73,9 @@ def conventional_loader(root: Path, specs, batch_size: int, workers: int, seed: 
 
 def _augment_ms(opts, cfg, images, labels) -> float:
     """ms per batch of the batched augmentation alone (after one warm-up batch), on the training device."""
-    from bench.augment import ViewAugmenter
-    from bench.perf.measure import _device, _sync
-    from bench.trainer import train_loader
-    from methods import get_method
-    device = _device()
-    augment = ViewAugmenter(get_method(cfg.method).views, cfg.img_size).to(device)
-    batches = [x for _, (x, _) in zip(range(opts.warmup + opts.steps), train_loader(images, labels, cfg.batch_size, cfg.seed))]
-    augment(batches[0].to(device))
-    _sync(device)
-    t = time.perf_counter()
-    for x in batches[1:]:
-        augment(x.to(device, non_blocking=True))
-    _sync(device)
-    return 1000 * (time.perf_counter() - t) / (len(batches) - 1)
+    from bench.perf.measure import time_augmentation
+    batches = opts.warmup + opts.steps - 1
+    return 1000 * time_augmentation(cfg, images, labels, batches)[0] / batches
 
 
 def _cpu_s() -> float:
