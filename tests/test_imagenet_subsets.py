@@ -90,6 +90,20 @@ def test_subsets_select_their_wnids_and_images(fake_imagenet, tmp_path):
     assert torch.equal(again.images, nette.images) and again.fingerprint == nette.fingerprint
 
 
+def test_an_imagenet_split_over_the_cache_budget_is_streamed_with_the_same_rows(fake_imagenet, tmp_path):
+    from bench.data import streaming
+    from bench.data.streaming import StreamedImages
+    kw = dict(size=16, imagenet_root=fake_imagenet)
+    cached = load_split("imagewoof", "train", cache_dir=tmp_path / "c", **kw)
+    streaming.set_cache_budget(0)
+    try:
+        streamed = load_split("imagewoof", "train", cache_dir=tmp_path / "s", **kw)
+    finally:
+        streaming.set_cache_budget(None)
+    assert isinstance(streamed.images, StreamedImages) and streamed.files == cached.files
+    assert streamed.fingerprint == cached.fingerprint and torch.equal(streamed.images[:], cached.images)
+
+
 def test_root_comes_from_env_and_size_option(fake_imagenet, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_IMAGENET_ROOT", str(fake_imagenet))
     data = load_split("imagewoof?size=8", "val", cache_dir=tmp_path)
