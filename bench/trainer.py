@@ -31,6 +31,7 @@ from bench.callbacks import CollapseMonitor, EpochLines, OnlineProbe, upgrade_ch
 from bench.config import TrainConfig
 from bench.console import is_terminal
 from bench.cpu_bf16 import FastCPUBF16
+from bench.data.streaming import EncodedBatch
 from bench.errors import ConfigError, DataError, Interrupted, TrainingError
 from bench.io import atomic_torch_save, checksum_path
 from bench.monitors import is_collapsed
@@ -109,7 +110,9 @@ def train_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, se
     the full images, decoded in DataLoader worker processes (:func:`bench.data.parallel.decode_workers`)."""
     from bench.data.streaming import StreamedImages, StreamedViews
     streamed = isinstance(images, StreamedImages)
-    ds = StreamedViews(images, labels, views, seed) if streamed else _BatchIndexed(images, labels)
+    # on a GPU the workers only read the files' bytes and the trainer decodes them there
+    ds = StreamedViews(images, labels, views, seed, device_decode=torch.cuda.is_available()) if streamed \
+        else _BatchIndexed(images, labels)
     if len(ds) < batch_size:
         raise TrainingError(f"batch size {batch_size} is larger than the training set ({len(ds)} images); lower --batch-size")
     sampler = EpochBatchSampler(len(ds), batch_size, seed)
@@ -145,6 +148,8 @@ class SSLModule(L.LightningModule):
         images, labels = batch
         if isinstance(images, str):  # a streamed file that cannot be decoded (bench.data.streaming.StreamedViews)
             raise DataError(images)
+        if isinstance(images, EncodedBatch):  # streamed, decoded here on the device
+            images = images.views(self.augment.specs, self.device)
         # a run resumed at any step replays its views; under DDP each rank draws its own (rank 0: as one process)
         torch.manual_seed(step_seed(self.cfg.seed, self.global_step) + self.global_rank)
         views = self.augment(images)  # streamed splits give each view's crop already (bench.data.streaming)

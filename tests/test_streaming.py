@@ -154,3 +154,22 @@ def test_a_ddp_rank_above_0_waits_for_rank_0s_packed_split_and_packs_nothing(tmp
     rank0.join()
     assert packed_by and set(packed_by) == {rank0}
     assert isinstance(worker.images, StreamedImages) and torch.equal(worker.images[:], load().images[:])
+
+
+def test_device_decode_gives_the_worker_paths_crops(tmp_path):
+    """The GPU path (bench.data.streaming.EncodedBatch: workers read bytes, torchvision.io.decode_jpeg decodes on
+    the device) run here on the CPU: the same crop boxes as the worker path, the same pixels up to the decoders'
+    rounding; a PNG among the JPEGs goes to the CPU decoder."""
+    split = _jpeg_split(tmp_path / "train")
+    Image.open(split / "a" / "1.jpg").save(split / "a" / "1.png")
+    (split / "a" / "1.jpg").unlink()
+    data = _load(split, tmp_path / "c", 0)
+    specs = [ViewSpec(scale=(0.3, 1.0)).with_size(24), ViewSpec(size_frac=0.5).with_size(24)]
+    idx = torch.tensor([3, 0, 1, 5])
+    on_workers, labels = StreamedViews(data.images, data.labels, specs, seed=7)[idx]
+    encoded, labels2 = StreamedViews(data.images, data.labels, specs, seed=7, device_decode=True)[idx]
+    assert isinstance(encoded, streaming.EncodedBatch) and torch.equal(labels, labels2)
+    on_device = encoded.views(specs, "cpu")
+    assert [v.shape for v in on_device] == [v.shape for v in on_workers] == [(4, 3, 24, 24), (4, 3, 12, 12)]
+    for a, b in zip(on_device, on_workers):
+        assert (a.int() - b.int()).abs().max() <= 2

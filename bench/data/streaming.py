@@ -12,7 +12,9 @@ on the cached path, so a benchmark's pinned fingerprint holds either way.
 rows exactly as the cache would have stored them (same decoder, same resize + centre crop), so evaluation features
 are identical on both paths. Training reads it through :class:`StreamedViews`: DataLoader workers decode each
 image at full size and take every view's RandomResizedCrop from the *full* image (torchvision), seeded by the
-batch, then the trainer applies the rest of each view's augmentation batched on the device.
+batch, then the trainer applies the rest of each view's augmentation batched on the device. On a GPU the workers
+only read the bytes and the trainer decodes the batch there (:class:`EncodedBatch`: ``torchvision.io.decode_jpeg``
+on the device, nvJPEG), then crops it the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from bench.data.decode import decode_image, resize_center
 from bench.errors import ConfigError, DataError
 
-__all__ = ["DEFAULT_BUDGET_GB", "StreamedImages", "StreamedViews", "cache_budget", "iter_batches",
+__all__ = ["DEFAULT_BUDGET_GB", "EncodedBatch", "StreamedImages", "StreamedViews", "cache_budget", "iter_batches",
            "set_cache_budget", "view_crops"]
 
 #: the default cache budget: splits whose decoded array is larger are streamed
@@ -144,14 +146,61 @@ def view_crops(image: torch.Tensor, specs: Sequence) -> list[torch.Tensor]:
     return out
 
 
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class EncodedBatch:
+    """One training batch still encoded, to be decoded on the training device (:meth:`views`): the files' bytes
+    (uint8 CPU tensors), their paths (for errors) and the batch's crop seed. Lightning leaves it on the CPU."""
+
+    def __init__(self, data: list[torch.Tensor], paths: list[Path], seed: int):
+        self.data, self.paths, self.seed = data, paths, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def decode(self, device) -> list[torch.Tensor]:
+        """Every image as uint8 (3, H, W) on ``device``: the JPEGs in one ``torchvision.io.decode_jpeg`` call there
+        (nvJPEG on a GPU), any other file, or a JPEG that call refuses (CMYK, progressive on some versions), by
+        the CPU decoder."""
+        import warnings
+
+        from torchvision.io import ImageReadMode, decode_jpeg
+        out: list[torch.Tensor | None] = [None] * len(self.data)
+        jpegs = [i for i, d in enumerate(self.data) if bytes(d[:3].tolist()) == JPEG_MAGIC]
+        try:
+            with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec (not a dependency here)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                decoded = decode_jpeg([self.data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device) \
+                    if jpegs else []
+            for i, img in zip(jpegs, decoded):
+                out[i] = img
+        except RuntimeError:  # one bad or unsupported file fails the whole call: those go to the CPU decoder
+            pass
+        return [img if img is not None else decode_image(path, data.numpy().tobytes()).to(device)
+                for img, path, data in zip(out, self.paths, self.data)]
+
+    def views(self, specs: Sequence, device) -> list[torch.Tensor]:
+        """One uint8 (B, 3, s, s) batch per view spec on ``device``: each crop from the full decoded image, the crop
+        boxes drawn as the worker path draws them (same seed, same order)."""
+        images = self.decode(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            crops = [view_crops(img, specs) for img in images]
+        return [torch.stack([c[v] for c in crops]) for v in range(len(specs))]
+
+
 class StreamedViews(torch.utils.data.Dataset):
     """Training batches of a :class:`StreamedImages` split: indexed by a batch of row indices (from the trainer's
-    sampler), gives ([uint8 (B, 3, s, s) per view], labels), every crop from the full decoded image. A file that
-    cannot be decoded gives (its DataError's message, None) instead, which the trainer raises as that DataError
-    (raised in a DataLoader worker, it would reach the user wrapped in a multi-line traceback)."""
+    sampler), gives ([uint8 (B, 3, s, s) per view], labels), every crop from the full decoded image; with
+    ``device_decode`` (a GPU run) gives (:class:`EncodedBatch`, labels) instead, decoded on the device by the
+    trainer. A file that cannot be decoded gives (its DataError's message, None), which the trainer raises as that
+    DataError (raised in a DataLoader worker, it would reach the user wrapped in a multi-line traceback)."""
 
-    def __init__(self, images: StreamedImages, labels: torch.Tensor, specs: Sequence, seed: int):
+    def __init__(self, images: StreamedImages, labels: torch.Tensor, specs: Sequence, seed: int,
+                 device_decode: bool = False):
         self.images, self.labels, self.specs, self.seed = images, labels, list(specs), seed
+        self.device_decode = device_decode
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -159,6 +208,10 @@ class StreamedViews(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         from bench.threads import one_cpu_thread
         idx = torch.as_tensor(idx)
+        if self.device_decode:
+            data = [torch.frombuffer(bytearray(self.images.encoded(int(i))), dtype=torch.uint8) for i in idx]
+            return EncodedBatch(data, [self.images.paths[int(i)] for i in idx], batch_seed(self.seed, idx)), \
+                self.labels[idx]
         try:
             with one_cpu_thread(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(batch_seed(self.seed, idx))
