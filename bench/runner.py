@@ -371,16 +371,19 @@ def run_benchmark(cfg: TrainConfig, benchmark: Benchmark, *, results_dir: str | 
                   progress: bool = True, probes: tuple[str, ...] | None = None,
                   data_root: str | None = None, cache_dir: str | None = None,
                   imagenet_root: str | None = None, datasets_root: str | None = None,
-                  log: Callable[[str], None] | None = print) -> RunRecord | None:
+                  resume: str | Path | None = None, log: Callable[[str], None] | None = print) -> RunRecord | None:
     """Train + probe + record (None on a process of rank > 0, which only trains); ``log`` gets the epoch lines
-    (where no progress bar is drawn) and probe lines."""
+    (where no progress bar is drawn) and probe lines. ``resume``: continue that interrupted run folder with its own
+    config (``cfg`` is ignored) and probe it; the data is loaded once for both."""
+    if resume is not None:
+        cfg = _run_config(resume_info(resume), resume)
     check_config(cfg)  # before any data is looked up
     if is_worker_rank(cfg.world_size):
         return train_run(cfg, benchmark, data=data, data_root=data_root, cache_dir=cache_dir,
-                         imagenet_root=imagenet_root, datasets_root=datasets_root)
+                         imagenet_root=imagenet_root, datasets_root=datasets_root, resume=resume)
     data = data or load_benchmark_data(benchmark, data_root, cache_dir, imagenet_root, datasets_root)
     run_dir = train_run(cfg, benchmark, runs_dir=runs_dir, recipe=recipe, data=data, results_dir=results_dir,
-                        progress=progress, log=log)
+                        progress=progress, resume=resume, log=log)
     return probe_run(run_dir, benchmark, results_dir=results_dir, data=data, probes=probes, cache_dir=cache_dir,
                      log=log)
 
@@ -417,11 +420,7 @@ def train(method: str | TrainConfig | None = None, benchmark: Benchmark | str | 
         cfg, recipe = resolved.config, resolved.recipe
     kw = dict(progress=progress, data_root=data_root, cache_dir=cache_dir, imagenet_root=imagenet_root,
               datasets_root=datasets_root, log=log)
-    if probe and resume is None:
+    if probe:
         return run_benchmark(cfg, bench, results_dir=results_dir, runs_dir=runs_dir, recipe=recipe, probes=probes,
-                             **kw)
-    run_dir = train_run(cfg, bench, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir, resume=resume, **kw)
-    if not probe or run_dir is None:
-        return run_dir
-    return probe_run(run_dir, bench, results_dir=results_dir, probes=probes, data_root=data_root,
-                     cache_dir=cache_dir, imagenet_root=imagenet_root, datasets_root=datasets_root, log=log)
+                             resume=resume, **kw)
+    return train_run(cfg, bench, runs_dir=runs_dir, recipe=recipe, results_dir=results_dir, resume=resume, **kw)

@@ -92,6 +92,28 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_folder):
     assert record.training == segments
 
 
+@pytest.mark.slow
+def test_bench_train_resume_with_probe_loads_the_data_once_and_records(tmp_path, tiny_folder, monkeypatch):
+    import bench as api
+    from bench import runner
+    from bench.benchmarks import adhoc_benchmark
+    from bench.config import make_config
+
+    bench = adhoc_benchmark(f"imagefolder:{tiny_folder}")
+    cfg = make_config("simclr", epochs=1, batch_size=16, backbone_kwargs={"stem": "imagenet"})
+    run_dir = runner.train_run(cfg, bench, runs_dir=tmp_path / "runs", progress=False, cache_dir=tmp_path / "cache")
+    info = json.loads((run_dir / "run.json").read_text())
+    info["config"]["epochs"], info["status"] = 2, "running"  # planned for 2 epochs, interrupted after 1
+    (run_dir / "run.json").write_text(json.dumps(info))
+    loads = []
+    real = runner.load_benchmark_data
+    monkeypatch.setattr(runner, "load_benchmark_data", lambda *a, **k: loads.append(1) or real(*a, **k))
+    rec = api.train(benchmark=bench, resume=run_dir, results_dir=tmp_path / "results", progress=False,
+                    cache_dir=tmp_path / "cache", log=None)
+    assert len(loads) == 1 and rec.status == "ok" and rec.epochs == 2 and rec.run_id == info["run_id"]
+    assert [r.run_id for r in load_records(tmp_path / "results")] == [info["run_id"]]
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--method", "simclrr"], "unknown method 'simclrr'"),
     (["run", "--method", "simclr", "--benchmark", "imagenette-v9"], "unknown benchmark"),
