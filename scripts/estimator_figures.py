@@ -4,8 +4,9 @@
    monitor (``monitors.effective_rank``: the last 2048 training-view features of the final epoch), against the
    row's linear_top1. Trained encoders are not in the checkout (records point to run folders elsewhere), so
    the new estimators cannot be computed for them.
-2. The committed random-init rows of imagenette64-v1 (needs the imagenette64 data): their encoders are rebuilt
-   from each record's config and seed (``bench.runner.build_method``), and RankMe, alpha-ReQ and LiDAR
+2. The committed imagenette64-v1 rows with all three estimators (needs the imagenette64 data): the rows trained
+   since the estimators exist carry them in their records; the random-init rows' encoders are rebuilt from each
+   record's config and seed (``bench.runner.build_method``), and RankMe, alpha-ReQ and LiDAR
    (``probes.estimators``) computed on imagenette64's train features, against the committed linear_top1.
 3. Any other results folder (``--results``, e.g. tiny imagenette-mini-v1 runs): its records' own estimators.
 
@@ -86,12 +87,14 @@ def random_rows(results: Path, cache_dir: str | None) -> list[str]:
                                  seed=bench.split_seed, split=data.train.split)
         print(f"{r.run_id}: {values}", file=sys.stderr)
         done.append(r.model_copy(update={"estimators": values, "estimators_setup": setup}))
-    # the rows' linear_top1 means stay those of all their committed seeds; the estimators are the first seed's
+    # the rows' linear_top1 means stay those of all their committed seeds; the estimators are the first seed's.
+    # Rows trained since the estimators exist carry them in their own records: they join the same table.
     with_est = {r.run_id: r for r in done}
-    recs = [with_est.get(r.run_id, r) for r in records if r.method == "random"]
+    recs = [with_est.get(r.run_id, r) for r in records if r.method == "random" or r.estimators]
     rdf = build_leaderboard(recs, bench.id, errata=load_errata(results))
-    return section("imagenette64-v1, committed random-init rows (the first seed's encoder rebuilt from its config)",
-                   rdf, recs) + [f"Setup: {setup}", ""]
+    return section("imagenette64-v1, committed rows with the estimators: trained rows whose records carry them, and "
+                   "the random-init rows (the first seed's encoder rebuilt from its config)", rdf, recs) + \
+        [f"Setup: {setup}", ""]
 
 
 def results_rows(results: Path) -> list[str]:

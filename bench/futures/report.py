@@ -8,22 +8,23 @@ from pathlib import Path
 
 import torch
 
+from bench.cells import fmt_pm
 from bench.errors import BenchError
 from bench.futures.experiment import FuturesRecord
 
 #: leaderboard columns: (metric, header, format)
-COLUMNS = (("pixel_sharpness", "pixel sharpness (real = 1)", "{:.3f}"),
-           ("mean_future_sharpness", "sharpness of the mean of the 2 futures", "{:.3f}"),
-           ("pixel_mse_to_mean", "pixel MSE to mean of futures", "{:.5f}"),
-           ("pixel_mse_to_nearer", "pixel MSE to nearer future", "{:.5f}"),
-           ("mean_mse_to_future", "MSE mean-of-futures to a future", "{:.5f}"),
-           ("pixel_retrieval_plausible", "pixel NN plausible %", "{:.1f}"),
-           ("jepa_retrieval_plausible", "jepa NN plausible %", "{:.1f}"),
-           ("jepa_retrieval_happened", "jepa NN = what happened %", "{:.1f}"),
-           ("jepa_retrieval_straight", "jepa NN straight %", "{:.1f}"),
-           ("jepa_retrieval_reverse", "jepa NN reverse %", "{:.1f}"),
-           ("jepa_retrieval_other_clip", "jepa NN other clip %", "{:.1f}"),
-           ("chance_plausible", "chance plausible %", "{:.1f}"))
+COLUMNS = (("pixel_sharpness", "pixel sharpness (real = 1)", 3),
+           ("mean_future_sharpness", "sharpness of the mean of the 2 futures", 3),
+           ("pixel_mse_to_mean", "pixel MSE to mean of futures", 5),
+           ("pixel_mse_to_nearer", "pixel MSE to nearer future", 5),
+           ("mean_mse_to_future", "MSE mean-of-futures to a future", 5),
+           ("pixel_retrieval_plausible", "pixel NN plausible %", 1),
+           ("jepa_retrieval_plausible", "jepa NN plausible %", 1),
+           ("jepa_retrieval_happened", "jepa NN = what happened %", 1),
+           ("jepa_retrieval_straight", "jepa NN straight %", 1),
+           ("jepa_retrieval_reverse", "jepa NN reverse %", 1),
+           ("jepa_retrieval_other_clip", "jepa NN other clip %", 1),
+           ("chance_plausible", "chance plausible %", 1))
 
 
 def load_futures_records(results_dir, bench_id: str) -> list[FuturesRecord]:
@@ -31,11 +32,12 @@ def load_futures_records(results_dir, bench_id: str) -> list[FuturesRecord]:
     return [FuturesRecord(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
 
 
-def _cell(values: list[float], fmt: str) -> str:
+def _cell(values: list[float], digits: int) -> str:
+    """mean ± std (ddof 1) of one column over a row's seeds (:func:`bench.cells.fmt_pm`)."""
     if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    return fmt.format(mean) + (" ± " + fmt.format(statistics.stdev(values)) if len(values) > 1 else "")
+        return fmt_pm(float("nan"), float("nan"))
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return fmt_pm(statistics.fmean(values), std, digits=digits)
 
 
 def futures_markdown(records: list[FuturesRecord], bench_id: str) -> str:
@@ -60,7 +62,7 @@ def futures_markdown(records: list[FuturesRecord], bench_id: str) -> str:
              f"frames) among the clip's two turns, going straight, going back and other clips' futures.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (encoder, _, _), rs in groups.items():
-        cells = [_cell([r.metrics[k] for r in rs if k in r.metrics], fmt) for k, _, fmt in COLUMNS]
+        cells = [_cell([r.metrics[k] for r in rs if k in r.metrics], digits) for k, _, digits in COLUMNS]
         lines.append("| " + " | ".join([encoder, str(len(rs)), *cells, " ".join(str(r.seed) for r in rs)]) + " |")
     return "\n".join(lines) + "\n"
 
