@@ -27,3 +27,11 @@ class VersionedSpec(BaseModel):
         """sha256 (16 hex) of the canonical JSON of the protocol fields (all but name / version / description)."""
         text = json.dumps(self.model_dump(mode="json", exclude=NON_PROTOCOL), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def variant_of(self, base: "VersionedSpec", changed: dict) -> "VersionedSpec":
+        """``base`` itself when this spec measures the same thing (equal ``spec_hash``), else this spec as
+        ``custom-<base name>-<hash8>-v1``, described by what ``changed``: its records never mix with ``base``'s."""
+        if self.spec_hash() == base.spec_hash():
+            return base
+        return self.model_copy(update={"name": f"custom-{base.name}-{self.spec_hash()[:8]}",
+                                       "description": f"{base.id} with {changed}"})

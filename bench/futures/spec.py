@@ -62,10 +62,7 @@ def futures_spec(overrides: dict | None = None) -> FuturesSpec:
         msg = f"unknown key (known: {', '.join(_settings())})" if err["type"] == "extra_forbidden" \
             else err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"--set {key}: {msg}" if key else f"bad --set: {msg}") from None
-    if spec.spec_hash() == FUTURES_V1.spec_hash():
-        return FUTURES_V1
-    return spec.model_copy(update={"name": f"custom-futures-{spec.spec_hash()[:8]}",
-                                   "description": f"futures-v1 with {overrides}"})
+    return spec.variant_of(FUTURES_V1, overrides)
 
 
 def _settings() -> list[str]:

@@ -80,13 +80,10 @@ def plan_spec(overrides: dict | None = None, episodes: int = PUSH_PLAN_V1.episod
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     spec = PlanSpec(episodes=episodes, **parts)
-    if spec.spec_hash() == PUSH_PLAN_V1.spec_hash():
-        return PUSH_PLAN_V1
     changed = {k: v for k, v in overrides.items() if v}
     if episodes != PUSH_PLAN_V1.episodes:
         changed["episodes"] = episodes
-    return spec.model_copy(update={"name": f"custom-push-plan-{spec.spec_hash()[:8]}",
-                                   "description": f"push-plan-v1 with {changed}"})
+    return spec.variant_of(PUSH_PLAN_V1, changed)
 
 
 def spec_of_record(plan: PlanConfig, world_model_config: dict, task_seeds: list[int]) -> PlanSpec:
