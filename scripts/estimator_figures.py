@@ -49,8 +49,17 @@ def rows_table(df: pd.DataFrame, records: list, headline: str, names: list[str])
 def section(title: str, df: pd.DataFrame, records: list, headline: str = "linear_top1") -> list[str]:
     taus = estimator_agreement(df, records, headline)
     names = [t["estimator"] for t in taus]
-    return [f"### {title}", "", *rows_table(df, records, headline, names), "",
-            *(f"- {t['estimator']} vs {headline}: {fmt_tau(t)}" for t in taus), ""]
+    lines = [f"### {title}", "", *rows_table(df, records, headline, names), "",
+             *(f"- {t['estimator']} vs {headline}: {fmt_tau(t)}" for t in taus)]
+    # RankMe and LiDAR are bounded by the feature width (512 for resnet18, 192 for vit_tiny): within one backbone
+    # the comparison is like for like
+    backbones = df["backbone"].value_counts()
+    if len(backbones) > 1:
+        for backbone, count in backbones.items():
+            if count >= 3:
+                sub = estimator_agreement(df[df["backbone"] == backbone], records, headline)
+                lines += [f"- {backbone} rows only: " + "; ".join(f"{t['estimator']} {fmt_tau(t)}" for t in sub)]
+    return [*lines, ""]
 
 
 def committed_monitor_rows(results: Path) -> list[str]:
