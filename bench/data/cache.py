@@ -178,13 +178,16 @@ def _wait_for_entry(npy: Path, meta_path: Path, n: int) -> dict:
 
 
 def load_cached(cache_dir: str | Path, what: str, key: str, info: dict,
-                decode: Callable[[Path], str]) -> tuple[torch.Tensor, dict]:
+                decode: Callable[[Path], str], checked: dict | None = None) -> tuple[torch.Tensor, dict]:
     """The memory-mapped array of entry ``key`` under ``cache_dir/<what>s`` (``what``: ``image`` or ``video``)
     and its metadata. A missing or corrupt entry is rebuilt first: ``decode(npy_path)`` writes the array (see
     :func:`write_npy`) and returns the data fingerprint, and the metadata (:func:`entry_meta`) is written beside
-    it; ``info["n"]`` is the number of rows. A DDP rank > 0 waits for rank 0's entry instead of decoding."""
+    it; ``info["n"]`` is the number of rows. A DDP rank > 0 waits for rank 0's entry instead of decoding.
+    ``checked``: the metadata :func:`cached_meta` just found whole for this entry (not checked a second time)."""
     cache = Path(cache_dir) / f"{what}s"
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
+    if checked is not None:
+        return _loaded(npy, checked)
     if launch_rank() != 0:
         return _loaded(npy, _wait_for_entry(npy, meta_path, info["n"]))
     meta = valid_cache_meta(npy, meta_path, info["n"])

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.cache import files_cache_key, load_cached, write_npy
+from bench.data.cache import cached_meta, files_cache_key, load_cached, write_npy
 from bench.data.decode import decode_image, resize_center
 from bench.data.parallel import ordered_map
+from bench.data.streaming import StreamedImages, cache_budget
 from bench.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -195,8 +196,6 @@ def load_image_files(split_dir: Path, files: list[tuple[str, int]], *, size: int
     (N, 3, S, S) cache entry, or, when that is not cached and would exceed the cache budget
     (:func:`bench.data.streaming.cache_budget`), a :class:`~bench.data.streaming.StreamedImages` over the packed
     file bytes. Without ``size`` S is the smallest short side in the folder (read from the headers)."""
-    from bench.data.cache import cached_meta
-    from bench.data.streaming import StreamedImages, cache_budget
     key = _cache_key(split_dir, files, size)
     meta = cached_meta(cache_dir, "image", key, len(files))
     if meta is None:
@@ -206,13 +205,13 @@ def load_image_files(split_dir: Path, files: list[tuple[str, int]], *, size: int
         if packed or len(files) * 3 * side * side > cache_budget():
             data, packed = load_cached(cache_dir, "shard", key, {**info, "n": sum(sizes), "side": side},
                                        lambda npy: _pack_all(split_dir, files, sizes, npy, manifest, split, progress,
-                                                             decode_workers))
+                                                             decode_workers), checked=packed)
             return StreamedImages(data, sizes, [split_dir / rel for rel, _ in files], side), packed["fingerprint"]
-    else:  # cached: nothing is decoded (unless the entry breaks in between: then size None reads the headers)
+    else:  # cached and just checked: nothing is decoded, the entry is not checked again
         side = size
     images, meta = load_cached(cache_dir, "image", key, info,
                                lambda npy: _decode_all(split_dir, files, side, npy, manifest, split, progress,
-                                                       decode_workers))
+                                                       decode_workers), checked=meta)
     return images, meta["fingerprint"]
 
 
