@@ -146,6 +146,16 @@ def view_crops(image: torch.Tensor, specs: Sequence) -> list[torch.Tensor]:
     return out
 
 
+def batch_views(images, specs: Sequence, seed: int) -> list[torch.Tensor]:
+    """One uint8 (B, 3, s, s) batch per view spec from an iterable of full uint8 (3, H, W) images: their
+    :func:`view_crops`, drawn in image order after seeding the CPU RNG with ``seed`` (restored afterwards), so the
+    worker path and the device path draw the same boxes."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        crops = [view_crops(img, specs) for img in images]
+    return [torch.stack([c[v] for c in crops]) for v in range(len(specs))]
+
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -183,11 +193,7 @@ class EncodedBatch:
     def views(self, specs: Sequence, device) -> list[torch.Tensor]:
         """One uint8 (B, 3, s, s) batch per view spec on ``device``: each crop from the full decoded image, the crop
         boxes drawn as the worker path draws them (same seed, same order)."""
-        images = self.decode(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            crops = [view_crops(img, specs) for img in images]
-        return [torch.stack([c[v] for c in crops]) for v in range(len(specs))]
+        return batch_views(self.decode(device), specs, self.seed)
 
 
 class StreamedViews(torch.utils.data.Dataset):
@@ -213,10 +219,8 @@ class StreamedViews(torch.utils.data.Dataset):
             return EncodedBatch(data, [self.images.paths[int(i)] for i in idx], batch_seed(self.seed, idx)), \
                 self.labels[idx]
         try:
-            with one_cpu_thread(), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(batch_seed(self.seed, idx))
-                crops = [view_crops(self.images.full(int(i)), self.specs) for i in idx]
+            with one_cpu_thread():
+                views = batch_views((self.images.full(int(i)) for i in idx), self.specs, batch_seed(self.seed, idx))
         except DataError as e:
             return str(e), None
-        views = [torch.stack([c[v] for c in crops]) for v in range(len(self.specs))]
         return views, self.labels[idx]
