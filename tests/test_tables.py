@@ -134,14 +134,15 @@ def test_spec_file_problems(tmp_path):
         build_table(load_table_spec(tmp_path / "empty.yaml"))
 
 
-def test_example_spec_works_on_committed_results(monkeypatch):
+@pytest.mark.parametrize("name, n_rows", [("paper_table.yaml", 5), ("pixels_vs_embeddings.yaml", 3)])
+def test_example_spec_works_on_committed_results(monkeypatch, name, n_rows):
     monkeypatch.chdir(ROOT)  # the example's paths are relative to the repository root
-    spec = load_table_spec(ROOT / "examples" / "paper_table.yaml")
+    spec = load_table_spec(ROOT / "examples" / name)
     df = build_table(spec)
-    assert len(df) == len(spec.methods) == 5
+    assert len(df) == len(spec.methods) == n_rows
     md = render_table(df, spec, "md").splitlines()
     rows = [line for line in md[2:] if line.startswith("| ")]
-    assert len(rows) == 5 and all("–" not in "|".join(r.split("|")[2:5]) for r in rows)  # every score present
+    assert len(rows) == n_rows and all("–" not in "|".join(r.split("|")[2:5]) for r in rows)  # every score present
     assert sum(r.count("**") // 2 for r in rows) == len(spec.scores)  # one best per score column
     _tex_structure(render_table(df, spec.model_copy(update={"standalone": True}), "tex"))
 
