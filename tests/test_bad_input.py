@@ -223,6 +223,15 @@ def _trained_run(tmp: Path, encoder: bytes | None = None, obj=None, run_id: str 
     return ["probe", str(run), "--results", str(tmp / "results"), "--cache-dir", str(tmp / "cache"), *_data(tmp)]
 
 
+def _futures_with_an_image_run(tmp: Path) -> list[str]:
+    """``bench futures --encoder`` a finished run whose encoder is a resnet18 (futures-v1 embeds clips)."""
+    from bench.config import make_config
+    from bench.runner import build_method
+    state = build_method(make_config("random", backbone_kwargs={"stem": "imagenet"})).encoder.state_dict()
+    _trained_run(tmp, obj=state)
+    return ["futures", "--encoder", str(tmp / "run"), "--results", str(tmp / "results")]
+
+
 def _resume_with_run_id(tmp: Path, run_id: str) -> list[str]:
     import json
     argv = _interrupted_run(tmp, obj={"epoch": 0})
@@ -406,6 +415,7 @@ CASES = {
                                         "--allow-missing goes with --suite"),
     "futures with an unknown encoder path": (lambda t: ["futures", "--encoder", str(t / "no-run"), "--results",
                                                         str(t / "results")], "neither 'random' nor a run folder"),
+    "futures with an image encoder's run": (_futures_with_an_image_run, "not a video backbone (video_vit_*)"),
     "futures with an unknown setting": (lambda t: ["futures", "--encoder", "random", "--set", "stepz=3", "--results",
                                                    str(t / "results")], "--set stepz: unknown key"),
     "suite leaderboard without records": (lambda t: ["leaderboard", "transfer-v1", "--results", str(t / "none")],
