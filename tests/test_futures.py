@@ -124,9 +124,6 @@ def test_leaderboard_refuses_mixed_specs():
         futures_markdown([rec("x"), rec("y")], "futures-v1")
 
 
-# bad input (an unknown --encoder path, an unknown --set key): the CASES table of tests/test_bad_input.py
-
-
 def _video_run_folder(root, weights_seed: int):
     """A finished `bench train` run folder of the vjepa recipe (run.json + encoder.pt, as train_run writes them)
     whose encoder holds the weights of ``--encoder random --seed weights_seed``."""
@@ -154,3 +151,7 @@ def test_a_run_folder_encoder_is_its_saved_weights_and_is_labelled_by_its_run(tm
     run = load_clip_encoder(str(_video_run_folder(tmp_path, weights_seed=0)), seed=1)  # --seed does not reseed it
     assert run.label == "vjepa:20261204T000000Z-vjepa-s0-abcdef" and run.key == random0.key != random1.key
     assert torch.equal(run(clips), random0(clips)) and not torch.allclose(run(clips), random1(clips))
+
+
+# bad input (an unknown --encoder path, an image encoder's run, an unknown --set key): the CASES table of
+# tests/test_bad_input.py
